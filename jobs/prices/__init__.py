@@ -1,0 +1,1 @@
+"""Price data: providers, stored daily bars, coverage, and the download job kind."""

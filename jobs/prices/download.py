@@ -1,0 +1,188 @@
+"""The ``prices.download`` job kind: fetch the daily bars not stored yet, symbol by symbol.
+
+Also the machinery other kinds use to make sure prices are present (``fetch_missing``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from jobs.context import JobContext, cancellable
+from jobs.prices import store
+from jobs.prices.calendar import trading_days
+from jobs.prices.providers import (
+    PROVIDER_NAMES,
+    SYMBOL_RE,
+    PriceProvider,
+    ProviderError,
+    RateLimited,
+    make_provider,
+)
+from jobs.registry import JobKind, Outcome, register
+from jobs.settings import get_settings
+from jobs.status import Status
+
+MAX_SYMBOLS = 100
+EARLIEST = date(1990, 1, 1)
+PRICES_TOPIC = "prices"
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+class DownloadParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: list[str] = Field(min_length=1, max_length=MAX_SYMBOLS)
+    start_date: date
+    end_date: date
+    provider: str | None = None
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v for v in value.replace(";", ",").replace(" ", ",").split(",") if v]
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _tickers(cls, value: list[str]) -> list[str]:
+        out: list[str] = []
+        for raw in value:
+            symbol = raw.strip().upper()
+            if not SYMBOL_RE.fullmatch(symbol):
+                raise ValueError(f"{raw!r} is not a ticker: use 1-10 letters or digits, "
+                                 "with '.' or '-' allowed after the first (e.g. AAPL, BRK.B)")
+            if symbol not in out:
+                out.append(symbol)
+        return out
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if value not in PROVIDER_NAMES:
+            raise ValueError(f"unknown provider {value!r}; allowed: {', '.join(PROVIDER_NAMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _range(self) -> DownloadParams:
+        if self.start_date > self.end_date:
+            raise ValueError("start_date must be on or before end_date")
+        if self.start_date < EARLIEST:
+            raise ValueError(f"start_date must be on or after {EARLIEST.isoformat()}")
+        if self.start_date > today_utc():
+            raise ValueError("start_date is in the future; no prices exist yet")
+        return self
+
+
+@dataclass
+class FetchReport:
+    """What fetching the missing days of some symbols achieved."""
+
+    requested: list[str]
+    downloaded: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    not_attempted: list[str] = field(default_factory=list)
+    rate_limited: bool = False
+    bars_saved: int = 0
+    still_missing: dict[str, int] = field(default_factory=dict)
+
+    def to_api(self) -> dict[str, Any]:
+        return {"requested": self.requested, "downloaded": self.downloaded, "failed": self.failed,
+                "not_attempted": self.not_attempted, "rate_limited": self.rate_limited,
+                "bars_saved": self.bars_saved, "still_missing": self.still_missing}
+
+
+async def fetch_missing(ctx: JobContext, provider: PriceProvider, symbols: list[str],
+                        start: date, end: date) -> FetchReport:
+    """Download what is missing for ``symbols`` in [start, end], most date-completing first.
+
+    Progress counts symbols; a rate limit stops downloading and keeps what was fetched.
+    """
+    db = ctx.engine.db
+    end = min(end, today_utc())
+    missing = await store.missing_days(db, symbols, start, end)
+    order = store.prioritize(missing)
+    report = FetchReport(requested=list(symbols))
+    total = len(order)
+    if not order:
+        await ctx.progress(0, 0, f"All {len(symbols)} symbols already stored")
+        return report
+    await ctx.log(f"Missing data for {total} of {len(symbols)} symbols")
+    for index, symbol in enumerate(order):
+        ctx.raise_if_cancelled()
+        await ctx.progress(index, total, f"Downloading {symbol} ({index + 1}/{total})")
+        days = missing[symbol]
+        try:
+            got = await cancellable(ctx, provider.fetch_daily(symbol, min(days), max(days)))
+        except RateLimited as exc:
+            report.rate_limited = True
+            report.not_attempted = order[index:]
+            await ctx.log(f"{provider.name}: {exc}", level="warning")
+            await ctx.warn(f"Rate limit reached - downloaded {len(report.downloaded)}/{total} symbols")
+            break
+        except ProviderError as exc:
+            report.failed[symbol] = str(exc)
+            await ctx.warn(f"{symbol}: {exc}")
+            continue
+        bars = [b for b in got.bars if b.day in days]
+        report.bars_saved += await store.save_bars(db, bars, provider.name)
+        for message in got.warnings:
+            await ctx.warn(message)
+        if bars:
+            report.downloaded.append(symbol)
+        else:
+            report.failed[symbol] = f"{provider.name} returned no bars for the requested days"
+            await ctx.warn(f"{symbol}: {report.failed[symbol]}")
+        await ctx.engine.bus.publish("prices", (PRICES_TOPIC,), {"symbols": [symbol]})
+        await ctx.log(f"{symbol}: stored {len(bars)} of {len(days)} missing days")
+    else:
+        await ctx.progress(total, total, f"Downloaded {len(report.downloaded)}/{total} symbols")
+    after = await store.missing_days(db, symbols, start, end)
+    report.still_missing = {s: len(d) for s, d in after.items() if d}
+    return report
+
+
+def _describe(params: dict[str, Any]) -> str:
+    symbols = params.get("symbols") or []
+    shown = ", ".join(symbols[:5]) + (f" +{len(symbols) - 5}" if len(symbols) > 5 else "")
+    return f"{shown} · {params.get('start_date')} → {params.get('end_date')}"
+
+
+async def download(ctx: JobContext, params: DownloadParams) -> Outcome:
+    settings = get_settings()
+    provider = make_provider(params.provider or settings.default_provider, settings)
+    try:
+        report = await fetch_missing(ctx, provider, params.symbols, params.start_date,
+                                     params.end_date)
+    finally:
+        await provider.aclose()
+    result = report.to_api()
+    days = len(trading_days(params.start_date, min(params.end_date, today_utc())))
+    result["trading_days"] = days
+    if not report.still_missing:
+        return Outcome(Status.COMPLETED, result)
+    incomplete = ", ".join(f"{s} ({n} of {days} days missing)"
+                           for s, n in sorted(report.still_missing.items()))
+    complete_symbols = len(params.symbols) - len(report.still_missing)
+    if complete_symbols == 0 and report.bars_saved == 0:
+        reasons = "; ".join(f"{s}: {e}" for s, e in report.failed.items())
+        if report.rate_limited and not reasons:
+            reasons = "rate limit reached before any symbol was downloaded"
+        return Outcome(Status.FAILED, result, error=f"No price data downloaded. {reasons}".strip())
+    await ctx.warn(f"Incomplete: {incomplete}")
+    return Outcome(Status.PARTIAL, result)
+
+
+register(JobKind(
+    name="prices.download", title="Price download", params_model=DownloadParams, func=download,
+    first_status=Status.DOWNLOADING_DATA, topics=(PRICES_TOPIC,), describe=_describe,
+))

@@ -1,0 +1,114 @@
+"""Stored daily bars: which days are held, saving new ones, coverage per symbol."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import col, select
+
+from jobs.db import Database, utcnow
+from jobs.prices.calendar import trading_days
+from jobs.prices.models import PriceBar
+
+
+async def stored_days(db: Database, symbols: Iterable[str], start: date,
+                      end: date) -> dict[str, set[date]]:
+    symbols = list(symbols)
+    held: dict[str, set[date]] = {s: set() for s in symbols}
+    if not symbols:
+        return held
+    async with db.session() as s:
+        stmt = select(PriceBar.symbol, PriceBar.day).where(
+            col(PriceBar.symbol).in_(symbols), col(PriceBar.day) >= start, col(PriceBar.day) <= end)
+        for symbol, day in (await s.exec(stmt)).all():
+            held[symbol].add(day)
+    return held
+
+
+async def missing_days(db: Database, symbols: Iterable[str], start: date,
+                       end: date) -> dict[str, set[date]]:
+    """For each symbol, the trading days in [start, end] not stored yet (empty set: complete)."""
+    wanted = set(trading_days(start, end))
+    held = await stored_days(db, symbols, start, end)
+    return {symbol: wanted - days for symbol, days in held.items()}
+
+
+async def save_bars(db: Database, bars: Iterable[Any], provider: str) -> int:
+    """Insert bars not stored yet; a (symbol, day) already held is kept as it is."""
+    now = utcnow()
+    rows = [{"symbol": b.symbol, "day": b.day, "open": b.open, "high": b.high, "low": b.low,
+             "close": b.close, "volume": int(b.volume), "provider": provider, "fetched_at": now}
+            for b in bars]
+    if not rows:
+        return 0
+    table = PriceBar.__table__  # type: ignore[attr-defined]
+    insert = sqlite_insert if db.url.startswith("sqlite") else pg_insert
+    saved = 0
+    async with db.session() as s:
+        for i in range(0, len(rows), 500):
+            stmt = insert(table).values(rows[i:i + 500]).on_conflict_do_nothing(
+                index_elements=["symbol", "day"])
+            result = await s.execute(stmt)
+            saved += max(result.rowcount or 0, 0)
+        await s.commit()
+    return saved
+
+
+@dataclass(frozen=True)
+class Coverage:
+    symbol: str
+    first_day: date
+    last_day: date
+    days_held: int
+    gaps: int  # trading days between first and last that are not held
+
+    def to_api(self) -> dict[str, Any]:
+        return {"symbol": self.symbol, "first_day": self.first_day.isoformat(),
+                "last_day": self.last_day.isoformat(), "days_held": self.days_held,
+                "gaps": self.gaps}
+
+
+async def coverage(db: Database, symbols: Iterable[str] | None = None) -> list[Coverage]:
+    async with db.session() as s:
+        stmt = select(PriceBar.symbol, sa.func.min(PriceBar.day), sa.func.max(PriceBar.day),
+                      sa.func.count()).group_by(PriceBar.symbol).order_by(PriceBar.symbol)
+        if symbols is not None:
+            stmt = stmt.where(col(PriceBar.symbol).in_(list(symbols)))
+        rows = (await s.exec(stmt)).all()
+    out = []
+    for symbol, first, last, held in rows:
+        expected = len(trading_days(first, last))
+        out.append(Coverage(symbol, first, last, int(held), max(expected - int(held), 0)))
+    return out
+
+
+def prioritize(missing: dict[str, set[date]]) -> list[str]:
+    """Order symbols so that each next download completes the most requested days.
+
+    A day is complete when no symbol lacks it. Greedy: take the symbol whose download
+    completes the most days given those already taken; ties go to the fewest missing days,
+    then the name. Symbols missing nothing are left out.
+    """
+    todo = {s: d for s, d in missing.items() if d}
+    lacking: dict[date, set[str]] = defaultdict(set)
+    for symbol, days in todo.items():
+        for day in days:
+            lacking[day].add(symbol)
+    order: list[str] = []
+    while todo:
+        def gain(symbol: str) -> tuple[int, int, str]:
+            completes = sum(1 for d in todo[symbol] if lacking[d] == {symbol})
+            return (-completes, len(todo[symbol]), symbol)
+
+        best = min(todo, key=gain)
+        order.append(best)
+        for day in todo.pop(best):
+            lacking[day].discard(best)
+    return order

@@ -1,0 +1,108 @@
+"""Job kinds register themselves here: a name, a params model, a function.
+
+The engine runs any registered kind without knowing what it does. Kinds shipped with
+marketdesk live in the modules of ``BUILTIN_KIND_MODULES``; a desk can add its own through
+the ``marketdesk.job_kinds`` entry-point group (each entry point names a module to import).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from jobs.status import Status
+
+if TYPE_CHECKING:
+    from jobs.context import JobContext
+
+BUILTIN_KIND_MODULES = ("jobs.diagnostics", "jobs.prices.download")
+ENTRY_POINT_GROUP = "marketdesk.job_kinds"
+
+
+@dataclass
+class Outcome:
+    """What a job function may return to choose its final status (default: completed)."""
+
+    status: Status = Status.COMPLETED
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+JobFunc = Callable[["JobContext", Any], Awaitable[Outcome | dict[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    title: str
+    params_model: type[BaseModel]
+    func: JobFunc
+    first_status: Status = Status.RUNNING
+    # extra topics the kind's events concern (e.g. "prices" so coverage views refresh)
+    topics: tuple[str, ...] = ()
+    describe: Callable[[dict[str, Any]], str] = field(default=lambda params: "")
+
+
+class ParamsError(ValueError):
+    """Job parameters failed validation; ``errors`` lists {field, message}."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+
+
+_KINDS: dict[str, JobKind] = {}
+_loaded = False
+
+
+def register(kind: JobKind) -> JobKind:
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def load_kinds() -> dict[str, JobKind]:
+    global _loaded
+    if not _loaded:
+        for module in BUILTIN_KIND_MODULES:
+            importlib.import_module(module)
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            importlib.import_module(ep.value)
+        _loaded = True
+    return _KINDS
+
+
+def kind_names() -> list[str]:
+    return sorted(load_kinds())
+
+
+def get_kind(name: str) -> JobKind:
+    kinds = load_kinds()
+    if name not in kinds:
+        raise ParamsError([{"field": "kind", "message":
+                            f"unknown job kind {name!r}; known kinds: {', '.join(sorted(kinds))}"}])
+    return kinds[name]
+
+
+def pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        out.append({"field": loc, "message": msg})
+    return out
+
+
+def validate_params(kind: JobKind, raw: dict[str, Any]) -> dict[str, Any]:
+    """Validated, normalised params as JSON-ready data; ParamsError names each bad field."""
+    try:
+        model = kind.params_model.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(pydantic_errors(exc)) from None
+    return model.model_dump(mode="json")

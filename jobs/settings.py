@@ -1,0 +1,70 @@
+"""One typed settings object, read from ``MARKETDESK_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(RuntimeError):
+    """A MARKETDESK_* variable holds a value we cannot use."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MARKETDESK_", extra="ignore")
+
+    data_dir: Path = Path(".marketdesk")
+    database_url: str | None = None
+    redis_url: str | None = None
+    max_queued: int = Field(20, ge=1)
+    lease_seconds: float = Field(30.0, gt=0)
+    heartbeat_seconds: float = Field(5.0, gt=0)
+    reconcile_seconds: float = Field(5.0, gt=0)
+    cancel_grace_seconds: float = Field(3.0, ge=0)
+    max_attempts: int = Field(3, ge=1)
+    log_lines_per_job: int = Field(500, ge=10)
+    embed_origins: str = "'self'"
+    event_stream_maxlen: int = Field(10_000, ge=100)
+    sse_keepalive_seconds: float = Field(15.0, gt=0, le=15.0)
+    sse_client_queue: int = Field(256, ge=8)
+    default_provider: str = "synthetic"
+    synthetic_latency_ms: int = Field(0, ge=0)
+    synthetic_rate_limit_per_min: int | None = Field(None, ge=1)
+    alphavantage_api_key: str | None = None
+    alphavantage_url: str = "https://www.alphavantage.co/query"
+    alphavantage_min_interval_seconds: float = Field(1.0, ge=0)
+
+    @field_validator("synthetic_rate_limit_per_min", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'marketdesk.db').resolve()}"
+
+    @property
+    def embed_origin_list(self) -> list[str]:
+        return [o for o in self.embed_origins.replace(",", " ").split() if o]
+
+
+def load_settings() -> Settings:
+    """Build settings from the environment, failing with the variable's name and value."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "MARKETDESK_" + "_".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"{name}={err.get('input')!r}: {err['msg']}")
+        raise SettingsError("Bad settings: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

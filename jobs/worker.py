@@ -1,0 +1,279 @@
+"""The arq worker: the wrapper every job runs in, heartbeats, cancel signals, the reconciler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import traceback
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from arq import Worker
+from arq.worker import func
+from redis.exceptions import RedisError
+
+from jobs import queue, store
+from jobs.context import JobCancelled, JobContext, JobFailed
+from jobs.db import utcnow
+from jobs.engine import Engine, redis_client
+from jobs.keys import ARQ_FUNCTION, CANCEL_CHANNEL, WORKER_KEY_PREFIX
+from jobs.models import Job
+from jobs.registry import Outcome, get_kind
+from jobs.settings import Settings
+from jobs.status import ACTIVE_STATUSES, Status
+
+log = logging.getLogger("marketdesk.worker")
+
+_ACTIVE = [s.value for s in ACTIVE_STATUSES]
+
+
+class WorkerState:
+    """One per worker process: its id, its running jobs, its background loops."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.active: dict[str, JobContext] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(self._forever(self.heartbeat, self.engine.settings.heartbeat_seconds)),
+            asyncio.create_task(self._forever(self.reconcile, self.engine.settings.reconcile_seconds)),
+            asyncio.create_task(self._listen_cancels()),
+        ]
+        parent = os.environ.get("MARKETDESK_PARENT_PID")
+        if parent:
+            self.tasks.append(asyncio.create_task(self._exit_with_parent(int(parent))))
+
+    async def _exit_with_parent(self, parent: int) -> None:
+        """Under `marketdesk serve`: stop like on SIGTERM if the supervisor vanished."""
+        while os.getppid() == parent:
+            await asyncio.sleep(1)
+        log.warning("supervisor %s is gone; stopping", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(RedisError, OSError):
+            await self.engine.redis.delete(WORKER_KEY_PREFIX + self.worker_id)
+
+    async def _forever(self, step: Any, every: float) -> None:
+        while True:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a loop that dies silently would strand jobs: log and go on
+                log.exception("%s failed; trying again in %ss", step.__name__, every)
+            await asyncio.sleep(every)
+
+    async def heartbeat(self) -> None:
+        settings = self.engine.settings
+        await self.engine.redis.set(WORKER_KEY_PREFIX + self.worker_id, utcnow().isoformat(),
+                                    px=int(settings.lease_seconds * 1000))
+        for job_id, ctx in list(self.active.items()):
+            job = await store.update_job(self.engine.db, job_id, {"heartbeat_at": utcnow()},
+                                         only_from=_ACTIVE)
+            # a cancel whose pubsub message was missed still arrives here
+            if job is not None and job.cancel_requested_at is not None and not ctx.cancelled:
+                ctx.request_cancel()
+
+    async def _listen_cancels(self) -> None:
+        # its own connection, without a read timeout: a quiet channel is not a dead one
+        client = redis_client(self.engine.redis_url, socket_timeout=None)
+        while True:
+            try:
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                await pubsub.subscribe(CANCEL_CHANNEL)
+                async for message in pubsub.listen():
+                    job_id = message.get("data")
+                    job_id = job_id.decode() if isinstance(job_id, bytes) else job_id
+                    ctx = self.active.get(job_id or "")
+                    if ctx is not None:
+                        ctx.request_cancel()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cancel listener lost its connection (%s); reconnecting", exc)
+                await asyncio.sleep(1)
+
+    async def reconcile(self) -> None:
+        await reconcile_once(self.engine, skip=set(self.active))
+
+
+async def reconcile_once(engine: Engine, skip: set[str] | None = None) -> list[str]:
+    """Requeue or fail jobs whose worker stopped heartbeating, and pending jobs arq lost."""
+    settings = engine.settings
+    now = utcnow()
+    touched: list[str] = []
+    for job in await store.stale_active_jobs(engine.db, now - timedelta(seconds=settings.lease_seconds)):
+        if skip and job.id in skip:
+            continue
+        if job.cancel_requested_at is not None:
+            done = await store.transition(engine.db, job.id, Status.CANCELLED,
+                                          {"finished_at": now, "phase": "Cancelled (worker lost)"},
+                                          only_from=[Status(job.status)])
+        elif job.attempts < settings.max_attempts:
+            done = await queue.requeue(engine, job, f"worker lost after attempt {job.attempts}")
+        else:
+            done = await store.transition(
+                engine.db, job.id, Status.FAILED,
+                {"finished_at": now, "error": f"worker lost (after {job.attempts} attempts)"},
+                only_from=[Status(job.status)])
+            if done is not None:
+                await engine.log(job.id, "worker lost", level="error")
+        if done is not None:
+            if done.status != Status.PENDING:
+                await engine.publish_job(done)
+            touched.append(job.id)
+    # pending rows whose arq job is gone (Redis wiped or restarted)
+    for job in await store.pending_jobs_older_than(engine.db, now - timedelta(seconds=5)):
+        arq_id = job.arq_job_id or ""
+        exists = await engine.redis.exists(f"arq:job:{arq_id}", f"arq:in-progress:{arq_id}")
+        if not exists and await queue.requeue(engine, job, "its queue entry was lost"):
+            touched.append(job.id)
+    return touched
+
+
+async def run_job(ctx: dict[str, Any], job_id: str) -> str:
+    state: WorkerState = ctx["state"]
+    engine = state.engine
+    job = await store.get_job(engine.db, job_id)
+    if job is None or job.arq_job_id != ctx.get("job_id") or job.status != Status.PENDING:
+        return "skipped"  # cancelled while queued, or an older attempt's arq job
+    try:
+        kind = get_kind(job.kind)
+    except ValueError as exc:
+        failed = await store.transition(engine.db, job.id, Status.FAILED,
+                                        {"error": str(exc), "finished_at": utcnow()})
+        if failed:
+            await engine.publish_job(failed)
+        return "failed"
+    now = utcnow()
+    claimed = await store.transition(
+        engine.db, job.id, kind.first_status,
+        {"started_at": job.started_at or now, "attempts": job.attempts + 1,
+         "worker_id": state.worker_id, "heartbeat_at": now, "error": None},
+        only_from=[Status.PENDING],
+        where=Job.__table__.c.arq_job_id == job.arq_job_id)  # type: ignore[attr-defined]
+    if claimed is None:
+        return "skipped"
+    await engine.publish_job(claimed)
+    jctx = JobContext(engine, claimed)
+    state.active[job.id] = jctx
+    try:
+        final, values = await _execute(jctx, kind, claimed)
+    except asyncio.CancelledError:
+        # the worker is shutting down: hand the job back rather than lose it
+        state.active.pop(job.id, None)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(queue.requeue(engine, claimed, "worker shut down"))
+        raise
+    finally:
+        state.active.pop(job.id, None)
+    values.update({"finished_at": utcnow(), "warnings": list(jctx.warnings)})
+    done = await store.transition(engine.db, job.id, final, values,
+                                  only_from=[jctx.status, *ACTIVE_STATUSES])
+    if done is not None:
+        await engine.publish_job(done)
+        await engine.log(job.id, f"Finished: {final.value}"
+                         + (f" ({values['error']})" if values.get("error") else ""),
+                         level="error" if final == Status.FAILED else "info")
+    return final.value
+
+
+async def _execute(jctx: JobContext, kind: Any, job: Job) -> tuple[Status, dict[str, Any]]:
+    grace = jctx.engine.settings.cancel_grace_seconds
+    params = kind.params_model.model_validate(job.params)
+    task = asyncio.create_task(kind.func(jctx, params))
+    cancel_wait = asyncio.create_task(jctx.wait_cancelled())
+    try:
+        done, _ = await asyncio.wait({task, cancel_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if task not in done:
+            # cancelled: give cooperative code a moment to stop, then cancel the task itself
+            done, _ = await asyncio.wait({task}, timeout=grace)
+            if not done:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                return Status.CANCELLED, {"phase": "Cancelled"}
+        out = task.result()
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    except JobCancelled:
+        return Status.CANCELLED, {"phase": "Cancelled"}
+    except JobFailed as exc:
+        return Status.FAILED, {"error": str(exc)}
+    except Exception as exc:
+        log.exception("job %s failed", job.id)
+        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        with contextlib.suppress(Exception):
+            await jctx.log(tb, level="error")
+        return Status.FAILED, {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        cancel_wait.cancel()
+    if jctx.cancelled and not isinstance(out, Outcome):
+        return Status.CANCELLED, {"phase": "Cancelled"}
+    if isinstance(out, Outcome):
+        return out.status, {"result": out.result, "error": out.error}
+    return Status.COMPLETED, {"result": out}
+
+
+async def _on_startup(ctx: dict[str, Any]) -> None:
+    state: WorkerState = ctx["state"]
+    state.start()
+
+
+async def _on_shutdown(ctx: dict[str, Any]) -> None:
+    state: WorkerState = ctx["state"]
+    await state.stop()
+
+
+def build_worker(engine: Engine, *, burst: bool = False, max_jobs: int = 10,
+                 poll_delay: float = 0.05, handle_signals: bool = True) -> Worker:
+    state = WorkerState(engine)
+    return Worker(
+        functions=[func(run_job, name=ARQ_FUNCTION, max_tries=1)],  # type: ignore[arg-type]
+        redis_pool=engine.redis,
+        ctx={"state": state, "engine": engine},
+        on_startup=_on_startup,
+        on_shutdown=_on_shutdown,
+        burst=burst,
+        max_jobs=max_jobs,
+        poll_delay=poll_delay,
+        job_timeout=timedelta(days=1),  # cancellation is ours, cooperative, not arq's timeout
+        keep_result=60,
+        handle_signals=handle_signals,
+        health_check_interval=30,
+    )
+
+
+async def run_worker(settings: Settings, redis_url: str, *, max_jobs: int = 10) -> None:
+    """Run one worker until stopped, restarting it if its Redis connection drops."""
+    while True:
+        engine = Engine(settings, redis_url)
+        worker = build_worker(engine, max_jobs=max_jobs)
+        try:
+            await worker.async_run()
+            return
+        except asyncio.CancelledError:  # SIGTERM/SIGINT: arq cancelled its main task
+            return
+        except (RedisError, OSError) as exc:
+            log.warning("worker lost Redis (%s); restarting in 1 s", exc)
+            await asyncio.sleep(1)
+        finally:
+            with contextlib.suppress(Exception):
+                await worker.close()
+            with contextlib.suppress(Exception):
+                await engine.close()

@@ -1,0 +1,59 @@
+"""The Litestar application: routes, middleware, the engine and the event hub per process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.logging import LoggingConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
+
+from jobs.engine import Engine
+from jobs.settings import Settings, get_settings
+from web import dashboard, prices
+from web.common import EXCEPTION_HANDLERS
+from web.events import Hub, events_stream
+from web.render import STATIC_DIR
+from web.security import security_middleware
+
+
+def create_app(settings: Settings | None = None, redis_url: str | None = None) -> Litestar:
+    settings = settings or get_settings()
+    url = redis_url or settings.redis_url
+    if not url:
+        raise RuntimeError("MARKETDESK_REDIS_URL is not set (`marketdesk serve` sets it for you)")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = Engine(settings, url)
+        hub = Hub(engine, queue_size=settings.sse_client_queue)
+        app.state.engine = engine
+        app.state.hub = hub
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await engine.close()
+
+    return Litestar(
+        route_handlers=[
+            dashboard.router,
+            prices.router,
+            events_stream,
+            create_static_files_router(path="/static", directories=[STATIC_DIR],
+                                       include_in_schema=False),
+        ],
+        lifespan=[lifespan],
+        middleware=[security_middleware(settings)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(title="marketdesk", version="0.1.0", path="/schema"),
+        logging_config=LoggingConfig(log_exceptions="debug"),
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for `uvicorn --factory web.app:app_from_env`."""
+    return create_app()

@@ -1,0 +1,270 @@
+"""`marketdesk`: serve (everything in one command), web, worker, migrate, prices download."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from jobs.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("marketdesk")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        sys.exit(str(exc))
+
+
+def _require_redis(settings: Settings) -> str:
+    if not settings.redis_url:
+        sys.exit("MARKETDESK_REDIS_URL is not set: point it at the shared Redis "
+                 "(or use `marketdesk serve`, which starts an embedded one)")
+    return settings.redis_url
+
+
+def _run_web(settings: Settings, redis_url: str, host: str, port: int,
+             on_started: Any = None) -> None:
+    import uvicorn
+
+    from web.app import create_app
+
+    config = uvicorn.Config(create_app(settings, redis_url), host=host, port=port,
+                            log_level="warning", timeout_graceful_shutdown=2,
+                            timeout_keep_alive=5, lifespan="on")
+    server = uvicorn.Server(config)
+    if on_started:
+        def watch() -> None:
+            while not server.started and not server.should_exit:
+                time.sleep(0.02)
+            if server.started:
+                on_started()
+        threading.Thread(target=watch, daemon=True).start()
+    server.run()
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from jobs.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.resolved_database_url)
+    print("database is at the latest schema")
+
+
+def cmd_web(args: argparse.Namespace) -> None:
+    settings = _settings()
+    _run_web(settings, _require_redis(settings), args.host, args.port)
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from jobs.worker import run_worker
+
+    settings = _settings()
+    url = _require_redis(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    logging.getLogger("arq").setLevel(logging.WARNING)
+    try:
+        asyncio.run(run_worker(settings, url, max_jobs=args.max_jobs))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass
+
+
+class Workers:
+    """Worker child processes, restarted if one dies while we run."""
+
+    def __init__(self, count: int, env: dict[str, str], max_jobs: int) -> None:
+        self.count = count
+        self.env = env
+        self.max_jobs = max_jobs
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.stopping = threading.Event()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "web.cli", "worker", "--max-jobs", str(self.max_jobs)],
+            env=self.env, start_new_session=True)
+
+    def start(self) -> None:
+        self.procs = [self._spawn() for _ in range(self.count)]
+        threading.Thread(target=self._supervise, daemon=True).start()
+
+    def _supervise(self) -> None:
+        while not self.stopping.wait(1.0):
+            for i, proc in enumerate(self.procs):
+                if proc.poll() is not None and not self.stopping.is_set():
+                    log.warning("worker %s exited with %s; starting another", proc.pid,
+                                proc.returncode)
+                    self.procs[i] = self._spawn()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self.stopping.set()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from jobs.migrate import upgrade
+    from jobs.redis_embedded import EmbeddedRedis
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = _settings()
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    embedded = None
+    redis_url = settings.redis_url
+    if not redis_url:
+        embedded = EmbeddedRedis(data_dir)
+        redis_url = embedded.start()
+    env = {**os.environ, "MARKETDESK_REDIS_URL": redis_url, "MARKETDESK_DATA_DIR": str(data_dir),
+           "MARKETDESK_PARENT_PID": str(os.getpid())}
+    workers = Workers(args.workers, env, args.max_jobs)
+    # uvicorn re-raises the signal that stopped it once it has shut down; make SIGTERM end
+    # in our `finally` (like Ctrl-C does) rather than kill us before we stop our children
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        if not args.no_demo:
+            from jobs.demo import seed_if_first_run
+
+            if asyncio.run(seed_if_first_run(settings)):
+                print("seeded demo data (20 tickers, two years of daily bars, a few jobs)")
+        workers.start()
+
+        def started() -> None:
+            print(f"marketdesk is running at http://{args.host}:{args.port}/  "
+                  f"({args.workers} worker{'s' if args.workers != 1 else ''}, "
+                  f"Redis {'embedded' if embedded else redis_url}, data in {data_dir})",
+                  flush=True)
+
+        _run_web(settings, redis_url, args.host, args.port, on_started=started)
+    finally:
+        workers.stop()
+        if embedded:
+            embedded.stop()
+        print("marketdesk stopped", flush=True)
+
+
+def _sse_lines(response: Any) -> Any:
+    event: dict[str, str] = {}
+    for line in response.iter_lines():
+        if not line:
+            if event:
+                yield event
+            event = {}
+            continue
+        if line.startswith(":"):
+            continue
+        key, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        event[key] = event[key] + "\n" + value if key in event else value
+
+
+def cmd_prices_download(args: argparse.Namespace) -> None:
+    import httpx
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    base = args.url.rstrip("/")
+    body = {"symbols": args.symbols, "start_date": args.start, "end_date": args.end}
+    if args.provider:
+        body["provider"] = args.provider
+    try:
+        resp = httpx.post(f"{base}/api/prices/download", json=body, timeout=10)
+    except httpx.HTTPError as exc:
+        sys.exit(f"cannot reach marketdesk at {base}: {exc} (is `marketdesk serve` running?)")
+    if resp.status_code != 202:
+        sys.exit(f"refused ({resp.status_code}): {resp.json().get('detail', resp.text)}")
+    job_id = resp.json()["job_id"]
+    print(f"job {job_id} is pending — {base}/jobs/{job_id}")
+    if args.no_follow:
+        return
+    final: dict[str, Any] = {}
+    with Progress(TextColumn("{task.fields[status]:<16}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TextColumn("{task.description}"),
+                  transient=False) as bar:
+        task = bar.add_task("", total=None, status="pending")
+        url = f"{base}/events?topic=job:{job_id}&format=json"
+        with httpx.stream("GET", url, timeout=httpx.Timeout(10, read=60)) as stream:
+            for event in _sse_lines(stream):
+                if event.get("event") != "job":
+                    continue
+                job = json.loads(event["data"])
+                prog = job["progress"]
+                bar.update(task, completed=prog["done"], total=prog["total"] or None,
+                           description=prog["phase"], status=job["status"])
+                if job["status"] in ("completed", "partial", "failed", "cancelled"):
+                    final = job
+                    break
+    for warning in final.get("warnings", []):
+        print(f"warning: {warning}")
+    if final.get("error"):
+        print(f"error: {final['error']}")
+    print(f"job {job_id} {final.get('status')}")
+    sys.exit(0 if final.get("status") in ("completed", "partial") else 1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="marketdesk", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="migrate, start Redis (embedded), workers and the web")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--max-jobs", type=int, default=10, help="jobs at once per worker")
+    serve.add_argument("--no-demo", action="store_true", help="do not seed demo data")
+    serve.set_defaults(func=cmd_serve)
+
+    web = sub.add_parser("web", help="the web process only (MARKETDESK_REDIS_URL required)")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8000)
+    web.set_defaults(func=cmd_web)
+
+    worker = sub.add_parser("worker", help="one worker process (MARKETDESK_REDIS_URL required)")
+    worker.add_argument("--max-jobs", type=int, default=10)
+    worker.set_defaults(func=cmd_worker)
+
+    sub.add_parser("migrate", help="bring the database to the latest schema").set_defaults(
+        func=cmd_migrate)
+
+    prices = sub.add_parser("prices", help="price data").add_subparsers(dest="action",
+                                                                        required=True)
+    dl = prices.add_parser("download", help="download daily bars and follow the job")
+    dl.add_argument("--symbols", required=True, help="comma-separated tickers, e.g. AAPL,MSFT")
+    dl.add_argument("--start", required=True, help="YYYY-MM-DD")
+    dl.add_argument("--end", required=True, help="YYYY-MM-DD")
+    dl.add_argument("--provider", default=None)
+    dl.add_argument("--url", default=os.environ.get("MARKETDESK_URL", "http://127.0.0.1:8000"))
+    dl.add_argument("--no-follow", action="store_true", help="print the job id and return")
+    dl.set_defaults(func=cmd_prices_download)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Pieces every route module shares: HTML responses, the engine from the app, error mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response
+from litestar.enums import MediaType
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_429_TOO_MANY_REQUESTS,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+
+from jobs.engine import Engine
+from jobs.queue import JobConflict, JobNotFound, QueueFull, QueueUnavailable
+from jobs.registry import ParamsError
+from web.render import render
+
+
+def engine_of(request: Request[Any, Any, Any]) -> Engine:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def is_embed(request: Request[Any, Any, Any]) -> bool:
+    return request.query_params.get("embed") in ("1", "true", "yes")
+
+
+def is_htmx(request: Request[Any, Any, Any]) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def html(template: str, status_code: int = 200, headers: dict[str, str] | None = None,
+         **context: Any) -> Response[str]:
+    return Response(render(template, **context), status_code=status_code,
+                    media_type=MediaType.HTML, headers=headers)
+
+
+def page(request: Request[Any, Any, Any], template: str, status_code: int = 200,
+         **context: Any) -> Response[str]:
+    """A whole page, or the same page as an embeddable panel with ?embed=1."""
+    embed = is_embed(request)
+    return html(template, status_code, embed=embed, layout="embed.html" if embed else "base.html",
+                path=request.url.path, **context)
+
+
+def _json_error(status: int, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+    return Response({"status_code": status, "detail": detail, **extra}, status_code=status,
+                    media_type=MediaType.JSON)
+
+
+def params_error(_: Request[Any, Any, Any], exc: ParamsError) -> Response[dict[str, Any]]:
+    return _json_error(HTTP_400_BAD_REQUEST, str(exc), errors=exc.errors)
+
+
+def queue_full(_: Request[Any, Any, Any], exc: QueueFull) -> Response[dict[str, Any]]:
+    return _json_error(HTTP_429_TOO_MANY_REQUESTS, str(exc))
+
+
+def queue_unavailable(_: Request[Any, Any, Any], exc: QueueUnavailable) -> Response[dict[str, Any]]:
+    return _json_error(HTTP_503_SERVICE_UNAVAILABLE, str(exc))
+
+
+def not_found(_: Request[Any, Any, Any], exc: JobNotFound) -> Response[dict[str, Any]]:
+    return _json_error(HTTP_404_NOT_FOUND, str(exc))
+
+
+def conflict(_: Request[Any, Any, Any], exc: JobConflict) -> Response[dict[str, Any]]:
+    return _json_error(HTTP_409_CONFLICT, str(exc), job_status=exc.status)
+
+
+def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    errors = [{"field": str(e.get("key") or e.get("source") or "body"), "message": e.get("message")}
+              for e in extra if isinstance(e, dict)]
+    detail = str(exc.detail)
+    if errors and detail.startswith("Validation failed"):
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return _json_error(HTTP_400_BAD_REQUEST, detail, errors=errors)
+
+
+def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    return _json_error(exc.status_code, str(exc.detail))
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    request.logger.exception("unhandled error on %s", request.url.path)
+    return _json_error(HTTP_500_INTERNAL_SERVER_ERROR, f"Internal error: {type(exc).__name__}")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ParamsError: params_error,
+    QueueFull: queue_full,
+    QueueUnavailable: queue_unavailable,
+    JobNotFound: not_found,
+    JobConflict: conflict,
+    ValidationException: validation_error,
+    HTTPException: http_error,
+}

@@ -1,0 +1,218 @@
+"""The job dashboard: overview, jobs list, job page, their live fragments and the jobs API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, Router, get, post
+from litestar.exceptions import ValidationException
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_202_ACCEPTED
+from redis.exceptions import RedisError
+
+from jobs import queue, store
+from jobs.engine import Engine, job_payload
+from jobs.events import Event
+from jobs.keys import WORKER_KEY_PREFIX
+from jobs.registry import kind_names, load_kinds
+from jobs.status import ALL_STATUSES, Status
+from web.common import engine_of, html, is_embed, page
+from web.events import renderer, snapshot
+from web.render import render, with_embed
+
+PAGE_SIZE = 25
+
+
+# -- data for the templates -------------------------------------------------------------------
+async def overview_context(engine: Engine) -> dict[str, Any]:
+    db = engine.db
+    running = await store.jobs_in(db, [Status.DOWNLOADING_DATA, Status.RUNNING, Status.PENDING],
+                                  limit=20, newest_first=False)
+    failures = await store.jobs_in(db, [Status.FAILED], limit=5)
+    warned = await store.jobs_with_warnings(db, limit=5)
+    return {"counts": await store.status_counts(db),
+            "running": [job_payload(j) for j in running],
+            "failures": [job_payload(j) for j in failures],
+            "warned": [job_payload(j) for j in warned]}
+
+
+async def job_context(engine: Engine, job_id: str) -> dict[str, Any] | None:
+    job = await store.get_job(engine.db, job_id)
+    if job is None:
+        return None
+    logs = await store.job_logs(engine.db, job_id, limit=200)
+    return {"job": job_payload(job), "logs": [line.to_api() for line in logs]}
+
+
+def _check_filters(kind: str | None, status: str | None) -> None:
+    if status and status not in ALL_STATUSES:
+        raise ValidationException(f"status: {status!r} is not a status; allowed: "
+                                  + ", ".join(ALL_STATUSES))
+    if kind and kind not in load_kinds():
+        raise ValidationException(f"kind: {kind!r} is not a job kind; allowed: "
+                                  + ", ".join(kind_names()))
+
+
+# -- live updates -----------------------------------------------------------------------------
+@renderer("job", "jobs")
+async def _jobs_topic(event: Event, topic: str, engine: Engine) -> list[tuple[str, str]]:
+    row = render("fragments/job_row.html", job=event.data, embed=False)
+    out = [(f"job-row-{event.data['id']}", row)]
+    if event.data.get("event") == "created":
+        out.append(("job-new", row))
+    out.append(("overview", render("fragments/overview.html", **await overview_context(engine))))
+    return out
+
+
+@snapshot("jobs")
+async def _jobs_state(topic: str, engine: Engine) -> list[tuple[str, str]]:
+    jobs, _ = await store.list_jobs(engine.db, limit=PAGE_SIZE * 2)
+    out = [(f"job-row-{j.id}", render("fragments/job_row.html", job=job_payload(j), embed=False))
+           for j in jobs]
+    out.append(("overview", render("fragments/overview.html", **await overview_context(engine))))
+    return out
+
+
+@renderer("job", "job")
+async def _job_topic(event: Event, topic: str, engine: Engine) -> list[tuple[str, str]]:
+    return [("job-detail", render("fragments/job_detail.html", job=event.data, embed=False))]
+
+
+@renderer("log", "job")
+async def _log_topic(event: Event, topic: str, engine: Engine) -> list[tuple[str, str]]:
+    return [("job-log", render("fragments/log_line.html", line=event.data["line"]))]
+
+
+@snapshot("job")
+async def _job_state(topic: str, engine: Engine) -> list[tuple[str, str]]:
+    ctx = await job_context(engine, topic.split(":", 1)[1])
+    if ctx is None:
+        return []
+    return [("job-detail", render("fragments/job_detail.html", job=ctx["job"], embed=False)),
+            ("job-log-all", render("fragments/log.html", logs=ctx["logs"]))]
+
+
+# -- pages ------------------------------------------------------------------------------------
+@get("/", name="overview")
+async def overview_page(request: Request[Any, Any, Any]) -> Response[str]:
+    return page(request, "pages/overview.html", **await overview_context(engine_of(request)))
+
+
+@get("/jobs", name="jobs")
+async def jobs_page(
+    request: Request[Any, Any, Any],
+    kind: str | None = None,
+    status: str | None = None,
+    q: str | None = None,
+    offset: Annotated[int, Parameter(ge=0)] = 0,
+) -> Response[str]:
+    _check_filters(kind, status)
+    jobs, total = await store.list_jobs(engine_of(request).db, kind=kind, status=status, q=q,
+                                        limit=PAGE_SIZE, offset=offset)
+    ctx = {"jobs": [job_payload(j) for j in jobs], "total": total, "kind": kind or "",
+           "status": status or "", "q": q or "", "offset": offset, "page_size": PAGE_SIZE,
+           "kinds": kind_names(), "live_new": not (kind or status or q or offset)}
+    if request.headers.get("hx-target") == "jobs-table":
+        return html("fragments/jobs_table.html", embed=is_embed(request), **ctx)
+    return page(request, "pages/jobs.html", **ctx)
+
+
+@get("/jobs/{job_id:str}", name="job")
+async def job_page(request: Request[Any, Any, Any], job_id: str) -> Response[str]:
+    ctx = await job_context(engine_of(request), job_id)
+    if ctx is None:
+        return page(request, "pages/not_found.html", 404, what=f"Job {job_id} not found")
+    return page(request, "pages/job.html", **ctx)
+
+
+@post("/jobs/{job_id:str}/cancel", name="job-cancel-form")
+async def cancel_form(request: Request[Any, Any, Any], job_id: str) -> Response[str]:
+    engine = engine_of(request)
+    try:
+        await queue.cancel(engine, job_id)
+        notice = ""
+    except queue.JobConflict as exc:
+        notice = str(exc)
+    ctx = await job_context(engine, job_id)
+    if ctx is None:
+        raise queue.JobNotFound(job_id)
+    return html("fragments/job_detail.html", embed=is_embed(request), notice=notice, **ctx)
+
+
+@post("/jobs/{job_id:str}/retry", name="job-retry-form")
+async def retry_form(request: Request[Any, Any, Any], job_id: str) -> Response[str]:
+    new = await queue.retry(engine_of(request), job_id)
+    target = with_embed(f"/jobs/{new.id}", is_embed(request))
+    return Response("", status_code=204, headers={"HX-Redirect": target})
+
+
+# -- JSON API ---------------------------------------------------------------------------------
+@get("/api/jobs", name="api-jobs")
+async def api_jobs(
+    request: Request[Any, Any, Any],
+    kind: str | None = None,
+    status: str | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    offset: Annotated[int, Parameter(ge=0)] = 0,
+) -> dict[str, Any]:
+    _check_filters(kind, status)
+    jobs, total = await store.list_jobs(engine_of(request).db, kind=kind, status=status,
+                                        limit=limit, offset=offset)
+    return {"jobs": [job_payload(j) for j in jobs], "total": total, "limit": limit,
+            "offset": offset}
+
+
+@post("/api/jobs", name="api-submit", status_code=HTTP_202_ACCEPTED)
+async def api_submit(request: Request[Any, Any, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """Submit a job of any registered kind: {"kind": ..., "params": {...}}."""
+    kind = data.get("kind")
+    if not isinstance(kind, str):
+        raise ValidationException("kind: required; allowed: " + ", ".join(kind_names()))
+    params = data.get("params") or {}
+    if not isinstance(params, dict):
+        raise ValidationException("params: must be an object")
+    job = await queue.submit(engine_of(request), kind, params)
+    return {"job_id": job.id, "status": job.status}
+
+
+@get("/api/jobs/{job_id:str}", name="api-job")
+async def api_job(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
+    ctx = await job_context(engine_of(request), job_id)
+    if ctx is None:
+        raise queue.JobNotFound(job_id)
+    return {**ctx["job"], "log": ctx["logs"]}
+
+
+@post("/api/jobs/{job_id:str}/cancel", name="api-cancel", status_code=200)
+async def api_cancel(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
+    return job_payload(await queue.cancel(engine_of(request), job_id))
+
+
+@post("/api/jobs/{job_id:str}/retry", name="api-retry", status_code=HTTP_202_ACCEPTED)
+async def api_retry(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
+    job = await queue.retry(engine_of(request), job_id)
+    return {"job_id": job.id, "status": job.status, "retry_of": job_id}
+
+
+@get("/healthz", name="healthz")
+async def healthz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    engine = engine_of(request)
+    out: dict[str, Any] = {"database": "ok", "redis": "ok", "workers": 0}
+    try:
+        await engine.db.ping()
+    except Exception as exc:  # report, don't raise: this is the page that says what is wrong
+        out["database"] = f"error: {exc}"
+    try:
+        await engine.redis.ping()
+        out["workers"] = len([k async for k in engine.redis.scan_iter(WORKER_KEY_PREFIX + "*")])
+    except (RedisError, OSError) as exc:
+        out["redis"] = f"error: {exc}"
+    healthy = out["database"] == "ok" and out["redis"] == "ok"
+    out["status"] = "ok" if healthy and out["workers"] else ("degraded" if healthy else "error")
+    return Response(out, status_code=200 if healthy else 503)
+
+
+router = Router(path="/", route_handlers=[
+    overview_page, jobs_page, job_page, cancel_form, retry_form,
+    api_jobs, api_submit, api_job, api_cancel, api_retry, healthz,
+])

@@ -1,0 +1,296 @@
+"""The live stream: one Redis-stream reader per web process, fanned out to SSE clients.
+
+Each entry of the event stream is rendered once per topic by the renderer registered for
+its type, and the same HTML goes to every client of that topic through a bounded queue.
+A client that falls behind is disconnected; its browser reconnects with Last-Event-ID and
+resumes from the stream. A fresh connection first gets the current state of its topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+from litestar import Request, get
+from litestar.exceptions import ValidationException
+from redis.exceptions import RedisError
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from jobs.engine import Engine, redis_client
+from jobs.events import Event, latest_id, oldest_id, read_after
+from jobs.keys import EVENT_STREAM
+
+log = logging.getLogger("marketdesk.events")
+
+Message = tuple[str, str]  # (SSE event name, HTML)
+Renderer = Callable[[Event, str, Engine], Awaitable[list[Message]]]
+Snapshot = Callable[[str, Engine], Awaitable[list[Message]]]
+
+_RENDERERS: dict[tuple[str, str], Renderer] = {}
+_SNAPSHOTS: dict[str, Snapshot] = {}
+TOPIC_RE = re.compile(r"^(?P<prefix>[a-z]+)(?::(?P<arg>[A-Za-z0-9_.-]{1,64}))?$")
+
+
+def renderer(event_type: str, topic_prefix: str) -> Callable[[Renderer], Renderer]:
+    def deco(fn: Renderer) -> Renderer:
+        _RENDERERS[(event_type, topic_prefix)] = fn
+        return fn
+    return deco
+
+
+def snapshot(topic_prefix: str) -> Callable[[Snapshot], Snapshot]:
+    def deco(fn: Snapshot) -> Snapshot:
+        _SNAPSHOTS[topic_prefix] = fn
+        return fn
+    return deco
+
+
+def topic_prefix(topic: str) -> str:
+    return topic.split(":", 1)[0]
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+CLOSE = object()
+
+
+@dataclass(eq=False)
+class Client:
+    topics: frozenset[str]
+    queue: asyncio.Queue[object]
+    as_json: bool = False  # raw event data for tools (the CLI), instead of HTML fragments
+    overflowed: bool = False
+
+    def offer(self, item: object) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            # too slow: drop it rather than grow; it reconnects and resumes from the stream
+            self.overflowed = True
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+            self.queue.put_nowait(CLOSE)
+
+
+@dataclass
+class Hub:
+    engine: Engine
+    queue_size: int = 256
+    by_topic: dict[str, set[Client]] = field(default_factory=lambda: defaultdict(set))
+    position: str = "0-0"
+    shutdown: anyio.Event = field(default_factory=anyio.Event)
+    _task: asyncio.Task[None] | None = None
+    dropped: int = 0
+    delivered: int = 0
+
+    @property
+    def clients(self) -> set[Client]:
+        return {c for clients in self.by_topic.values() for c in clients}
+
+    async def start(self) -> None:
+        self._redis = redis_client(self.engine.redis_url, socket_timeout=30.0)
+        with contextlib.suppress(RedisError, OSError):
+            self.position = await latest_id(self._redis)
+        self._task = asyncio.create_task(self._read_forever())
+
+    async def stop(self) -> None:
+        self.shutdown.set()
+        for client in self.clients:
+            client.offer(CLOSE)
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self._redis.aclose()
+
+    def subscribe(self, topics: frozenset[str], as_json: bool = False) -> Client:
+        client = Client(topics, asyncio.Queue(maxsize=self.queue_size), as_json)
+        for topic in topics:
+            self.by_topic[topic].add(client)
+        return client
+
+    def unsubscribe(self, client: Client) -> None:
+        for topic in client.topics:
+            subscribers = self.by_topic.get(topic)
+            if subscribers is not None:
+                subscribers.discard(client)
+                if not subscribers:
+                    del self.by_topic[topic]
+
+    async def _read_forever(self) -> None:
+        while True:
+            try:
+                events = await read_after(self._redis, self.position, count=500, block_ms=5000)
+                if not events:
+                    newest = await latest_id(self._redis)
+                    if id_key(newest) < id_key(self.position):  # the stream was wiped
+                        self.position = "0-0"
+                    continue
+                for event in events:
+                    self.position = event.id
+                    await self.dispatch(event)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("event stream read failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+            except Exception:
+                log.exception("event dispatch failed")
+
+    async def dispatch(self, event: Event) -> None:
+        for topic in event.topics:
+            subscribers = self.by_topic.get(topic)
+            if not subscribers:
+                continue
+            html_item = json_item = None
+            for client in list(subscribers):
+                if client.as_json:
+                    json_item = json_item or (event.id, json_messages(event))
+                    client.offer(json_item)
+                else:
+                    if html_item is None:
+                        html_item = (event.id, await render_event(event, topic, self.engine))
+                    if html_item[1]:
+                        client.offer(html_item)
+                if client.overflowed:
+                    self.dropped += 1
+            self.delivered += len(subscribers)
+
+
+async def render_event(event: Event, topic: str, engine: Engine) -> list[Message]:
+    fn = _RENDERERS.get((event.type, topic_prefix(topic)))
+    if fn is None:
+        return []
+    try:
+        return await fn(event, topic, engine)
+    except Exception:
+        log.exception("rendering %s for %s failed", event.type, topic)
+        return []
+
+
+def json_messages(event: Event) -> list[Message]:
+    return [(event.type, json.dumps(event.data, default=str))]
+
+
+def parse_topics(raw: list[str]) -> frozenset[str]:
+    topics = set()
+    for topic in raw:
+        m = TOPIC_RE.match(topic or "")
+        if not m or m["prefix"] not in _SNAPSHOTS or (m["prefix"] == "job") != bool(m["arg"]):
+            known = ", ".join(sorted(p + (":<job id>" if p == "job" else "") for p in _SNAPSHOTS))
+            raise ValidationException(f"topic: {topic!r} is not a topic; allowed: {known}")
+        topics.add(topic)
+    if not topics:
+        raise ValidationException("topic: give at least one topic (e.g. ?topic=jobs)")
+    return frozenset(topics)
+
+
+def _sse(entry_id: str, messages: list[Message]) -> list[ServerSentEvent]:
+    return [ServerSentEvent(data=html, event=name, id=entry_id) for name, html in messages]
+
+
+async def _replay(hub: Hub, client: Client, last_id: str) -> tuple[list[ServerSentEvent], str] | None:
+    """Events after ``last_id`` for the client's topics, or None when they are no longer held."""
+    redis = hub.engine.redis
+    first = await oldest_id(redis)
+    if first is None or id_key(last_id) < id_key(first) and last_id != "0-0":
+        # trimmed past the client's position: it cannot resume without a gap
+        return None
+    out: list[ServerSentEvent] = []
+    cursor = last_id
+    while True:
+        events = await read_after(redis, cursor, count=500)
+        if not events:
+            break
+        for event in events:
+            cursor = event.id
+            for topic in event.topics:
+                if topic in client.topics:
+                    messages = (json_messages(event) if client.as_json
+                                else await render_event(event, topic, hub.engine))
+                    out.extend(_sse(event.id, messages))
+    return out, cursor
+
+
+async def _current_state(hub: Hub, client: Client) -> list[Message]:
+    messages: list[Message] = []
+    if client.as_json:
+        from jobs import store
+        from jobs.engine import job_payload
+
+        for topic in sorted(client.topics):
+            if topic_prefix(topic) == "job":
+                job = await store.get_job(hub.engine.db, topic.split(":", 1)[1])
+                if job is not None:
+                    messages.append(("job", json.dumps(job_payload(job), default=str)))
+        return messages
+    for topic in sorted(client.topics):
+        messages.extend(await _SNAPSHOTS[topic_prefix(topic)](topic, hub.engine))
+    return messages
+
+
+async def client_stream(hub: Hub, topics: frozenset[str], last_event_id: str | None,
+                        as_json: bool = False) -> AsyncIterator[ServerSentEvent]:
+    client = hub.subscribe(topics, as_json)
+    try:
+        sent_up_to = hub.position
+        replay = None
+        if last_event_id:
+            with contextlib.suppress(ValueError, RedisError):
+                id_key(last_event_id)
+                replay = await _replay(hub, client, last_event_id)
+        if replay is not None:
+            events, sent_up_to = replay
+            for sse in events:
+                yield sse
+        else:
+            sent_up_to = await latest_id(hub.engine.redis)
+            for sse in _sse(sent_up_to, await _current_state(hub, client)):
+                yield sse
+        while True:
+            item = await client.queue.get()
+            if item is CLOSE:
+                return
+            entry_id, messages = item  # type: ignore[misc]
+            if id_key(entry_id) <= id_key(sent_up_to):
+                continue  # already sent by the replay or the state above
+            for sse in _sse(entry_id, messages):
+                yield sse
+    finally:
+        hub.unsubscribe(client)
+
+
+@get("/events")
+async def events_stream(request: Request, topic: list[str],
+                        format: str = "html") -> EventSourceResponse:
+    """Server-sent events for the given topics (``jobs``, ``prices``, ``job:<id>``).
+
+    ``format=html`` (default) sends the page's fragments; ``format=json`` the raw event data.
+    """
+    hub: Hub = request.app.state.hub
+    topics = parse_topics(topic)
+    if format not in ("html", "json"):
+        raise ValidationException(f"format: {format!r} is not allowed; allowed: html, json")
+    last_event_id = request.headers.get("last-event-id")
+    return EventSourceResponse(
+        client_stream(hub, topics, last_event_id, format == "json"),
+        ping=int(hub.engine.settings.sse_keepalive_seconds),
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        shutdown_event=hub.shutdown,
+        send_timeout=30,
+    )
+
+
+__all__ = ["EVENT_STREAM", "Hub", "events_stream", "renderer", "snapshot"]

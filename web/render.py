@@ -1,0 +1,66 @@
+"""One Jinja environment for pages, htmx fragments and SSE events alike."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from jobs.status import ALL_STATUSES, TERMINAL_STATUSES
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+
+
+def _ago(value: str | datetime | None) -> str:
+    if not value:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {sec} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def with_embed(path: str, embed: bool, **query: Any) -> str:
+    params = {k: v for k, v in query.items() if v not in (None, "")}
+    if embed:
+        params["embed"] = 1
+    return f"{path}?{urlencode(params, doseq=True)}" if params else path
+
+
+def make_environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=select_autoescape(["html", "svg"]),
+        enable_async=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _ago
+    env.filters["duration"] = _duration
+    env.globals["link"] = with_embed
+    env.globals["STATUSES"] = ALL_STATUSES
+    env.globals["TERMINAL"] = {str(s) for s in TERMINAL_STATUSES}
+    return env
+
+
+ENV = make_environment()
+
+
+def render(template: str, **context: Any) -> str:
+    return ENV.get_template(template).render(**context)
