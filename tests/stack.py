@@ -128,6 +128,27 @@ class Stack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def child_pids(self, needle: str) -> list[int]:
+        """Pids of the stack's child processes whose command line contains ``needle``."""
+        assert self.proc is not None
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == self.proc.pid and needle in cmdline:
+                pids.append(int(entry.name))
+        return pids
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.data_dir.resolve() / "redis.sock"
+
     # -- API helpers ----------------------------------------------------------------------
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10, **kwargs)

@@ -1,0 +1,104 @@
+"""The SSE stream: current state on connect, resume by Last-Event-ID, keep-alive, fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+
+from tests.stack import Stack, sse_events
+from web.events import id_key
+
+
+def _stream(url: str, headers: dict[str, str] | None = None, read: float = 10):
+    return httpx.stream("GET", url, headers=headers or {}, timeout=httpx.Timeout(5, read=read))
+
+
+def test_unknown_topic_is_refused_naming_the_allowed_ones(stack: Stack) -> None:
+    r = httpx.get(f"{stack.url}/events?topic=everything")
+    assert r.status_code == 400
+    assert "jobs" in r.json()["detail"] and "job:<job id>" in r.json()["detail"]
+    assert httpx.get(f"{stack.url}/events").status_code == 400
+
+
+def test_fresh_connect_first_sends_current_state(stack: Stack) -> None:
+    job_id = stack.submit("diagnostics.sleep", steps=1, step_seconds=0.01)
+    stack.wait(job_id)
+    with _stream(f"{stack.url}/events?topic=job:{job_id}") as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        first = next(e for e in sse_events(r) if "event" in e)
+    assert first["event"] == "job-detail"
+    assert 'data-status="completed"' in first["data"]
+    assert first["id"]
+
+
+def test_job_events_carry_rendered_rows_for_the_jobs_list(stack: Stack) -> None:
+    with _stream(f"{stack.url}/events?topic=jobs") as r:
+        events = sse_events(r)
+        # the current state comes first; then submit and watch our row arrive
+        job_id = None
+        deadline = time.monotonic() + 10
+        seen: dict[str, str] = {}
+        for event in events:
+            if job_id is None and event.get("event") == "overview":
+                job_id = stack.submit("diagnostics.noop")
+            if job_id and event.get("event") in (f"job-row-{job_id}", "job-new"):
+                seen[event["event"]] = event["data"]
+                if 'data-status="completed"' in event["data"]:
+                    break
+            assert time.monotonic() < deadline
+    assert f'id="job-row-{job_id}"' in seen[f"job-row-{job_id}"]
+    assert f'sse-swap="job-row-{job_id}"' in seen["job-new"]
+
+
+def test_last_event_id_resumes_without_a_gap(stack: Stack) -> None:
+    job_id = stack.submit("diagnostics.sleep", steps=8, step_seconds=0.25)
+    url = f"{stack.url}/events?topic=job:{job_id}&format=json"
+    seen_steps: list[int] = []
+    with _stream(url) as r:
+        first = next(e for e in sse_events(r) if e.get("event") == "job")
+    last_id = first["id"]
+    seen_steps.append(json.loads(first["data"])["progress"]["done"])
+    time.sleep(1.0)  # disconnected while the job moves on
+    with _stream(url, headers={"Last-Event-ID": last_id}) as r:
+        for event in sse_events(r):
+            if event.get("event") != "job":
+                continue
+            assert id_key(event["id"]) > id_key(last_id)
+            state = json.loads(event["data"])
+            seen_steps.append(state["progress"]["done"])
+            if state["status"] == "completed":
+                break
+    steps = sorted(set(seen_steps))
+    assert steps == list(range(steps[0], 9)), f"gap in resumed stream: {seen_steps}"
+    assert steps[0] <= 1
+
+
+def test_keepalive_comes_within_the_interval(make_stack) -> None:
+    s = make_stack(workers=0, env={"MARKETDESK_SSE_KEEPALIVE_SECONDS": "1"})
+    start = time.monotonic()
+    with _stream(f"{s.url}/events?topic=prices") as r:
+        for event in sse_events(r):
+            if ":" in event:
+                break
+    assert time.monotonic() - start < 3
+
+
+def test_too_slow_client_is_dropped_not_buffered() -> None:
+    from web.events import CLOSE, Client
+
+    async def scenario() -> list[object]:
+        client = Client(frozenset({"jobs"}), asyncio.Queue(maxsize=3))
+        for i in range(10):
+            client.offer((f"{i}-0", [("x", "y")]))
+        assert client.overflowed
+        items = []
+        while not client.queue.empty():
+            items.append(client.queue.get_nowait())
+        return items
+
+    items = asyncio.run(scenario())
+    assert len(items) == 3  # memory stays bounded by the queue size
+    assert items[-1] is CLOSE  # and the stream ends, so the browser reconnects and resumes

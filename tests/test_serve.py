@@ -1,0 +1,88 @@
+"""`marketdesk serve`: one command starts everything, demo data the first time, a clean stop."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+
+from tests.stack import Stack
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purpose
+        return "Z" not in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+
+
+def test_sigterm_stops_everything_within_5_seconds(tmp_path, database) -> None:
+    s = Stack(tmp_path / "d", workers=2, database=database).start()
+    children = s.child_pids("web.cli worker") + s.child_pids("redis-server")
+    assert len(children) == 3, children  # two workers and the embedded Redis
+    assert httpx.get(f"{s.url}/healthz").json()["workers"] == 2
+    job_id = s.submit("diagnostics.sleep", steps=100, step_seconds=0.1)
+    s.wait(job_id, {"running"})
+    took = s.stop()
+    assert took < 5, f"stop took {took:.1f}s"
+    deadline = time.monotonic() + 1
+    while any(_alive(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [p for p in children if _alive(p)], "processes left behind"
+    assert not s.redis_socket.exists()
+    assert "marketdesk stopped" in s.log()
+    # the interrupted job was handed back, not lost: the next start finishes it
+    s2 = Stack(tmp_path / "d", workers=1, port=s.port)
+    if "MARKETDESK_DATABASE_URL" in s.env:
+        s2.env["MARKETDESK_DATABASE_URL"] = s.env["MARKETDESK_DATABASE_URL"]
+    with s2:
+        assert s2.wait(job_id, timeout=60)["status"] == "completed"
+
+
+def test_first_serve_seeds_demo_data_once(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from tests.stack import ROOT, free_port
+
+    port = free_port()
+    env = {**os.environ, "MARKETDESK_DATA_DIR": str(tmp_path / "demo")}
+    proc = subprocess.Popen([sys.executable, "-m", "web.cli", "serve", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        lines = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "marketdesk is running at" in line:
+                break
+        assert f"http://127.0.0.1:{port}/" in lines[-1]
+        assert any("seeded demo data" in line for line in lines)
+        coverage = httpx.get(f"http://127.0.0.1:{port}/api/prices/coverage").json()["coverage"]
+        assert len(coverage) == 20
+        assert all(c["days_held"] > 480 and c["gaps"] == 0 for c in coverage)
+        jobs = httpx.get(f"http://127.0.0.1:{port}/api/jobs").json()["jobs"]
+        assert len(jobs) >= 3 and any(j["warnings"] for j in jobs)
+        assert {j["status"] for j in jobs} >= {"completed", "partial", "failed"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    # a second start does not seed again
+    proc = subprocess.Popen([sys.executable, "-m", "web.cli", "serve", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        lines = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "marketdesk is running at" in line:
+                break
+        assert not any("seeded demo data" in line for line in lines)
+    finally:
+        proc.terminate()
+        proc.wait(10)
