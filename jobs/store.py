@@ -28,6 +28,10 @@ async def insert_job(db: Database, job: Job, max_pending: int) -> bool:
         [c.name for c in _JOB.columns], row.where(pending < max_pending)
     )
     async with db.session() as s:
+        if not db.url.startswith("sqlite"):
+            # PostgreSQL runs concurrent inserts side by side: serialise the count-and-insert
+            # (SQLite already does, having one writer at a time)
+            await s.execute(sa.text("SELECT pg_advisory_xact_lock(728101)"))
         result = await s.execute(stmt)
         await s.commit()
         return bool(result.rowcount)
