@@ -9,6 +9,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.status_codes import HTTP_202_ACCEPTED
+from pydantic import ValidationError
 
 from jobs import queue, store
 from jobs.engine import Engine, job_payload
@@ -16,7 +17,7 @@ from jobs.events import Event
 from jobs.prices import store as prices_store
 from jobs.prices.download import DownloadParams, today_utc
 from jobs.prices.providers import PROVIDER_NAMES
-from jobs.registry import ParamsError, get_kind, validate_params
+from jobs.registry import ParamsError, get_kind, pydantic_errors, validate_params
 from jobs.settings import get_settings
 from web.common import engine_of, html, is_embed, page
 from web.events import renderer, snapshot
@@ -94,8 +95,11 @@ async def api_coverage(request: Request[Any, Any, Any], symbols: str | None = No
                        ) -> dict[str, Any]:
     wanted = None
     if symbols:
-        wanted = DownloadParams.model_validate(
-            {"symbols": symbols, "start_date": "2000-01-03", "end_date": "2000-01-03"}).symbols
+        try:
+            wanted = DownloadParams.model_validate(
+                {"symbols": symbols, "start_date": "2000-01-03", "end_date": "2000-01-03"}).symbols
+        except ValidationError as exc:  # a bad ticker is the caller's mistake: 400, not 500
+            raise ParamsError([e for e in pydantic_errors(exc) if e["field"] == "symbols"]) from None
     rows = await prices_store.coverage(engine_of(request).db, wanted)
     return {"coverage": [c.to_api() for c in rows]}
 

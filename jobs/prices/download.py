@@ -5,11 +5,12 @@ Also the machinery other kinds use to make sure prices are present (``fetch_miss
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from jobs.context import JobContext, cancellable
 from jobs.prices import store
@@ -35,10 +36,15 @@ def today_utc() -> date:
     return datetime.now(UTC).date()
 
 
+_ISO_DATE_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
+
+
 class DownloadParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    symbols: list[str] = Field(min_length=1, max_length=MAX_SYMBOLS)
+    # The count (1..MAX_SYMBOLS, after removing duplicates) is checked in _tickers, so the
+    # message can say what is allowed; the schema still states it.
+    symbols: list[str] = Field(json_schema_extra={"minItems": 1, "maxItems": MAX_SYMBOLS})
     start_date: date
     end_date: date
     provider: str | None = None
@@ -61,7 +67,44 @@ class DownloadParams(BaseModel):
                                  "with '.' or '-' allowed after the first (e.g. AAPL, BRK.B)")
             if symbol not in out:
                 out.append(symbol)
+        if not out:
+            raise ValueError("give at least one ticker (e.g. AAPL, MSFT)")
+        if len(out) > MAX_SYMBOLS:
+            raise ValueError(f"at most {MAX_SYMBOLS} symbols per download, got {len(out)}")
         return out
+
+    @field_validator("start_date", "end_date", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> Any:
+        # Only YYYY-MM-DD: pydantic alone would also take timestamps and datetimes, and its
+        # messages do not say which format is expected.
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return value
+        if isinstance(value, str) and _ISO_DATE_RE.match(value.strip()):
+            try:
+                return date.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"{value!r} is not a date: use YYYY-MM-DD (e.g. 2025-01-02)")
+
+    @field_validator("start_date")
+    @classmethod
+    def _start(cls, value: date) -> date:
+        if value < EARLIEST:
+            raise ValueError(f"must be on or after {EARLIEST.isoformat()}, got {value.isoformat()}")
+        if value > today_utc():
+            raise ValueError(f"{value.isoformat()} is in the future; no prices exist yet "
+                             f"(today is {today_utc().isoformat()})")
+        return value
+
+    @field_validator("end_date")
+    @classmethod
+    def _end(cls, value: date, info: ValidationInfo) -> date:
+        start = info.data.get("start_date")
+        if isinstance(start, date) and value < start:
+            raise ValueError(f"must be on or after start_date ({start.isoformat()}), "
+                             f"got {value.isoformat()}")
+        return value
 
     @field_validator("provider")
     @classmethod
@@ -71,16 +114,6 @@ class DownloadParams(BaseModel):
         if value not in PROVIDER_NAMES:
             raise ValueError(f"unknown provider {value!r}; allowed: {', '.join(PROVIDER_NAMES)}")
         return value
-
-    @model_validator(mode="after")
-    def _range(self) -> DownloadParams:
-        if self.start_date > self.end_date:
-            raise ValueError("start_date must be on or before end_date")
-        if self.start_date < EARLIEST:
-            raise ValueError(f"start_date must be on or after {EARLIEST.isoformat()}")
-        if self.start_date > today_utc():
-            raise ValueError("start_date is in the future; no prices exist yet")
-        return self
 
 
 @dataclass

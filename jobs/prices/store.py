@@ -55,7 +55,7 @@ async def save_bars(db: Database, bars: Iterable[Any], provider: str) -> int:
         for i in range(0, len(rows), 500):
             stmt = insert(table).values(rows[i:i + 500]).on_conflict_do_nothing(
                 index_elements=["symbol", "day"])
-            result = await s.execute(stmt)
+            result = await s.exec(stmt)
             saved += max(result.rowcount or 0, 0)
         await s.commit()
     return saved
@@ -95,20 +95,27 @@ def prioritize(missing: dict[str, set[date]]) -> list[str]:
     A day is complete when no symbol lacks it. Greedy: take the symbol whose download
     completes the most days given those already taken; ties go to the fewest missing days,
     then the name. Symbols missing nothing are left out.
+
+    Linear in the missing days (plus symbols²): each symbol's count of days it alone still
+    lacks is kept up to date as symbols are taken, instead of being recounted every round.
     """
     todo = {s: d for s, d in missing.items() if d}
     lacking: dict[date, set[str]] = defaultdict(set)
     for symbol, days in todo.items():
         for day in days:
             lacking[day].add(symbol)
+    completes = {s: 0 for s in todo}  # days that downloading s would complete now
+    for symbols in lacking.values():
+        if len(symbols) == 1:
+            completes[next(iter(symbols))] += 1
     order: list[str] = []
     while todo:
-        def gain(symbol: str) -> tuple[int, int, str]:
-            completes = sum(1 for d in todo[symbol] if lacking[d] == {symbol})
-            return (-completes, len(todo[symbol]), symbol)
-
-        best = min(todo, key=gain)
+        best = min(todo, key=lambda s: (-completes[s], len(todo[s]), s))
         order.append(best)
         for day in todo.pop(best):
-            lacking[day].discard(best)
+            others = lacking[day]
+            others.discard(best)
+            if len(others) == 1:
+                completes[next(iter(others))] += 1
+        del completes[best]
     return order
