@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -35,6 +36,7 @@ class JobContext:
         self._cancel = threading.Event()
         self._cancel_async = asyncio.Event()
         self._loop = asyncio.get_running_loop()
+        self._progress_written = 0.0
 
     # -- cancellation -------------------------------------------------------------------------
     def request_cancel(self) -> None:
@@ -69,12 +71,22 @@ class JobContext:
         if job is not None:
             await self.engine.publish_job(job)
 
-    async def progress(self, done: int, total: int | None = None, phase: str | None = None) -> None:
+    async def progress(self, done: int, total: int | None = None, phase: str | None = None, *,
+                       min_interval: float = 0.0) -> None:
+        """Record progress. With ``min_interval``, a step coming sooner than that after the last
+        one written is only kept in memory (the first, the last and every phase change are
+        always written), so a fast loop does not write and publish thousands of rows."""
+        changed_phase = phase is not None and phase[:500] != self.phase
         self.progress_done = done
         if total is not None:
             self.progress_total = total
         if phase is not None:
             self.phase = phase[:500]
+        now = time.monotonic()
+        final = self.progress_total and done >= self.progress_total
+        if min_interval and not (changed_phase or final) and now - self._progress_written < min_interval:
+            return
+        self._progress_written = now
         await self._write({"progress_done": self.progress_done,
                            "progress_total": self.progress_total, "phase": self.phase})
 

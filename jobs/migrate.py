@@ -11,6 +11,7 @@ from sqlmodel import SQLModel
 
 import jobs.models  # noqa: F401  (registers the engine's tables)
 import jobs.prices.models  # noqa: F401
+import jobs.simulation.tables  # noqa: F401
 
 target_metadata = SQLModel.metadata
 

@@ -20,7 +20,7 @@ from jobs.status import Status
 if TYPE_CHECKING:
     from jobs.context import JobContext
 
-BUILTIN_KIND_MODULES = ("jobs.diagnostics", "jobs.prices.download")
+BUILTIN_KIND_MODULES = ("jobs.diagnostics", "jobs.prices.download", "jobs.simulation.job")
 ENTRY_POINT_GROUP = "marketdesk.job_kinds"
 
 

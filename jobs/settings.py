@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = Field(15.0, gt=0, le=15.0)
     sse_client_queue: int = Field(256, ge=8)
     default_provider: str = "synthetic"
+    max_simulation_days: int = Field(30, ge=1)
     synthetic_latency_ms: int = Field(0, ge=0)
     synthetic_rate_limit_per_min: int | None = Field(None, ge=1)
     alphavantage_api_key: str | None = None

@@ -53,7 +53,7 @@ class WorkerState:
 
     async def _exit_with_parent(self, parent: int) -> None:
         """Under `marketdesk serve`: stop like on SIGTERM if the supervisor vanished."""
-        while os.getppid() == parent:
+        while os.getppid() == parent:  # noqa: ASYNC110 - no event tells us the parent died
             await asyncio.sleep(1)
         log.warning("supervisor %s is gone; stopping", parent)
         os.kill(os.getpid(), signal.SIGTERM)

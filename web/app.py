@@ -12,7 +12,7 @@ from litestar.static_files import create_static_files_router
 
 from jobs.engine import Engine
 from jobs.settings import Settings, get_settings
-from web import dashboard, prices
+from web import dashboard, prices, simulations
 from web.common import EXCEPTION_HANDLERS
 from web.events import Hub, events_stream
 from web.render import STATIC_DIR
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
         route_handlers=[
             dashboard.router,
             prices.router,
+            simulations.router,
             events_stream,
             create_static_files_router(path="/static", directories=[STATIC_DIR],
                                        include_in_schema=False),
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
         middleware=[security_middleware(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(title="marketdesk", version="0.1.0", path="/schema"),
-        logging_config=LoggingConfig(log_exceptions="debug"),
+        logging_config=LoggingConfig(log_exceptions="always"),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from litestar import Request, Response, Router, get, post
@@ -22,6 +23,17 @@ from web.render import render, with_embed
 
 PAGE_SIZE = 25
 
+# kind -> extra live regions of its job page: async (engine, job payload) -> [(event, html)]
+Panel = Callable[[Engine, dict[str, Any]], Awaitable[list[tuple[str, str]]]]
+JOB_PANELS: dict[str, Panel] = {}
+
+
+def job_panel(kind: str) -> Callable[[Panel], Panel]:
+    def deco(fn: Panel) -> Panel:
+        JOB_PANELS[kind] = fn
+        return fn
+    return deco
+
 
 # -- data for the templates -------------------------------------------------------------------
 async def overview_context(engine: Engine) -> dict[str, Any]:
@@ -41,7 +53,10 @@ async def job_context(engine: Engine, job_id: str) -> dict[str, Any] | None:
     if job is None:
         return None
     logs = await store.job_logs(engine.db, job_id, limit=200)
-    return {"job": job_payload(job), "logs": [line.to_api() for line in logs]}
+    payload = job_payload(job)
+    panel = JOB_PANELS.get(job.kind)
+    panels = await panel(engine, payload) if panel else []
+    return {"job": payload, "logs": [line.to_api() for line in logs], "panels": panels}
 
 
 def _check_filters(kind: str | None, status: str | None) -> None:
@@ -60,6 +75,7 @@ async def _jobs_topic(event: Event, topic: str, engine: Engine) -> list[tuple[st
     out = [(f"job-row-{event.data['id']}", row)]
     if event.data.get("event") == "created":
         out.append(("job-new", row))
+        out.append((f"job-new-{event.data['kind']}", row))
     out.append(("overview", render("fragments/overview.html", **await overview_context(engine))))
     return out
 
@@ -89,7 +105,7 @@ async def _job_state(topic: str, engine: Engine) -> list[tuple[str, str]]:
     if ctx is None:
         return []
     return [("job-detail", render("fragments/job_detail.html", job=ctx["job"], embed=False)),
-            ("job-log-all", render("fragments/log.html", logs=ctx["logs"]))]
+            ("job-log-all", render("fragments/log.html", logs=ctx["logs"])), *ctx["panels"]]
 
 
 # -- pages ------------------------------------------------------------------------------------

@@ -33,14 +33,17 @@ Message = tuple[str, str]  # (SSE event name, HTML)
 Renderer = Callable[[Event, str, Engine], Awaitable[list[Message]]]
 Snapshot = Callable[[str, Engine], Awaitable[list[Message]]]
 
-_RENDERERS: dict[tuple[str, str], Renderer] = {}
+_RENDERERS: dict[tuple[str, str], list[Renderer]] = defaultdict(list)
 _SNAPSHOTS: dict[str, Snapshot] = {}
 TOPIC_RE = re.compile(r"^(?P<prefix>[a-z]+)(?::(?P<arg>[A-Za-z0-9_.-]{1,64}))?$")
 
 
 def renderer(event_type: str, topic_prefix: str) -> Callable[[Renderer], Renderer]:
+    """Register ``fn`` to turn events of ``event_type`` into messages for topics of this prefix;
+    several renderers may serve one pair (e.g. a kind adding its own regions to the job page)."""
+
     def deco(fn: Renderer) -> Renderer:
-        _RENDERERS[(event_type, topic_prefix)] = fn
+        _RENDERERS[(event_type, topic_prefix)].append(fn)
         return fn
     return deco
 
@@ -170,14 +173,14 @@ class Hub:
 
 
 async def render_event(event: Event, topic: str, engine: Engine) -> list[Message]:
-    fn = _RENDERERS.get((event.type, topic_prefix(topic)))
-    if fn is None:
-        return []
-    try:
-        return await fn(event, topic, engine)
-    except Exception:
-        log.exception("rendering %s for %s failed", event.type, topic)
-        return []
+    """Every registered renderer's messages for this event and topic, in registration order."""
+    out: list[Message] = []
+    for fn in _RENDERERS.get((event.type, topic_prefix(topic)), ()):
+        try:
+            out.extend(await fn(event, topic, engine))
+        except Exception:
+            log.exception("rendering %s for %s failed", event.type, topic)
+    return out
 
 
 def json_messages(event: Event) -> list[Message]:

@@ -160,7 +160,10 @@ async def fetch_missing(ctx: JobContext, provider: PriceProvider, symbols: list[
             report.rate_limited = True
             report.not_attempted = order[index:]
             await ctx.log(f"{provider.name}: {exc}", level="warning")
-            await ctx.warn(f"Rate limit reached - downloaded {len(report.downloaded)}/{total} symbols")
+            stopped = f"Rate limit reached - downloaded {len(report.downloaded)}/{total} symbols"
+            # the phase must not stay "Downloading <symbol>" on a job that stopped
+            await ctx.progress(index, total, stopped)
+            await ctx.warn(stopped)
             break
         except ProviderError as exc:
             report.failed[symbol] = str(exc)

@@ -119,3 +119,20 @@ def prioritize(missing: dict[str, set[date]]) -> list[str]:
                 completes[next(iter(others))] += 1
         del completes[best]
     return order
+
+
+async def closes(db: Database, symbols: Iterable[str], start: date,
+                 end: date) -> dict[str, list[tuple[date, float]]]:
+    """Closing prices per symbol in [start, end], oldest first."""
+    symbols = list(symbols)
+    out: dict[str, list[tuple[date, float]]] = {s: [] for s in symbols}
+    if not symbols:
+        return out
+    async with db.session() as s:
+        stmt = (select(PriceBar.symbol, PriceBar.day, PriceBar.close)
+                .where(col(PriceBar.symbol).in_(symbols), col(PriceBar.day) >= start,
+                       col(PriceBar.day) <= end)
+                .order_by(PriceBar.symbol, PriceBar.day))
+        for symbol, day, close in (await s.exec(stmt)).all():
+            out[symbol].append((day, float(close)))
+    return out

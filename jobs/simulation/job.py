@@ -1,0 +1,196 @@
+"""The ``simulation.run`` job kind: prepare prices, then run each model day by day.
+
+1. ``downloading_data``: the missing symbol-days of the chosen models' universe (with the
+   warm-up their strategies need) are fetched with the price download machinery, most
+   date-completing symbols first; a rate limit stops downloading and the run goes on with
+   the dates whose data is complete.
+2. Dates with incomplete data are skipped with a warning; model-days completed before (by
+   this or an earlier job) are skipped unless ``replace_existing``.
+3. ``running``: each date in order, each model: one model-day, its state carried from the
+   model's previous completed day.
+4. ``completed`` when no model-day failed, ``partial`` when some failed, ``failed`` when none
+   completed; no trading dates left: failed, "No trading dates available after price data
+   preparation".
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from jobs.context import JobContext, JobFailed
+from jobs.db import utcnow
+from jobs.prices import store as prices_store
+from jobs.prices.calendar import trading_days
+from jobs.prices.download import fetch_missing, today_utc
+from jobs.prices.providers import make_provider
+from jobs.registry import JobKind, Outcome, register
+from jobs.settings import get_settings
+from jobs.simulation import catalog
+from jobs.simulation import store as sim_store
+from jobs.status import Status
+
+KIND = "simulation.run"
+SIMULATION_EVENT = "simulation"
+
+
+class SimulationParams(BaseModel):
+    """What a simulation job runs: each model from its own first day to ``end_date``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    end_date: date
+    model_starts: dict[str, date] = Field(min_length=1)
+    replace_existing: bool = False
+    start_date: date | None = None  # as requested (None: resumed per model)
+
+    @model_validator(mode="after")
+    def _order(self) -> SimulationParams:
+        for model, start in self.model_starts.items():
+            if start > self.end_date:
+                raise ValueError(f"model {model}: start {start} is after end_date {self.end_date}")
+        return self
+
+    @property
+    def first_day(self) -> date:
+        return min(self.model_starts.values())
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.model_starts)
+
+
+def model_days(params: SimulationParams) -> dict[str, list[date]]:
+    end = min(params.end_date, today_utc())
+    return {m: trading_days(start, end) for m, start in params.model_starts.items()}
+
+
+def _describe(params: dict[str, Any]) -> str:
+    starts = params.get("model_starts") or {}
+    first = min(starts.values()) if starts else "?"
+    return f"{', '.join(starts)} · {first} → {params.get('end_date')}"
+
+
+async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
+    engine = ctx.engine
+    db = engine.db
+    specs = catalog.resolve_models(params.models)
+    per_model = model_days(params)
+    all_days = sorted({d for days in per_model.values() for d in days})
+    universe = sorted({s for spec in specs for s in spec.universe})
+    history_from = catalog.history_start(specs, params.first_day)
+    end = min(params.end_date, today_utc())
+
+    # 1. prices
+    await ctx.log(f"Checking price data for {len(universe)} symbols, {history_from} → {end}")
+    provider = make_provider(get_settings().default_provider, get_settings())
+    try:
+        report = await fetch_missing(ctx, provider, universe, history_from, end)
+    finally:
+        await provider.aclose()
+    if report.failed and not report.rate_limited:
+        await ctx.warn(f"{len(report.failed)} symbols failed to download")
+    held = await prices_store.stored_days(db, universe, params.first_day, end)
+    needs = {spec.name: spec.universe for spec in specs}
+    complete = {d for d in all_days if all(d in held[s] for s in universe)}
+    skipped_dates = [d for d in all_days if d not in complete]
+    if skipped_dates:
+        await ctx.warn(f"Skipped {len(skipped_dates)} dates due to incomplete price data: "
+                       f"{[d.isoformat() for d in skipped_dates]}")
+    if not complete:
+        raise JobFailed("No trading dates available after price data preparation")
+
+    # 2. plan: which model-days run, which are skipped
+    done_before = ({} if params.replace_existing else
+                   await sim_store.completed_days(db, needs, params.first_day, end))
+    rows: list[tuple[str, date, str]] = []
+    to_run: list[tuple[date, str]] = []
+    for model, days in per_model.items():
+        for day in days:
+            if day not in complete or day in done_before.get(model, set()):
+                rows.append((model, day, "skipped"))
+            else:
+                rows.append((model, day, "pending"))
+                to_run.append((day, model))
+    await sim_store.init_details(db, ctx.job_id, rows)
+    skipped_done = sum(1 for _, d, st in rows if st == "skipped" and d in complete)
+    if skipped_done:
+        await ctx.log(f"{skipped_done} model-days already completed: skipped")
+
+    # 3. run, date by date
+    to_run.sort()
+    total = len(to_run)
+    await ctx.set_status(Status.RUNNING, phase=f"Running {total} model-days")
+    await ctx.log(f"Starting execution - {len(complete)} dates, {len(specs)} models, {total} model-days")
+    await ctx.progress(0, total, f"Starting execution - {len(complete)} dates, {len(specs)} models")
+    by_name = {spec.name: spec for spec in specs}
+    history = await prices_store.closes(db, universe, history_from, end)
+    previous: dict[str, dict[str, Any] | None] = {}
+    completed = failed = 0
+    for index, (day, model) in enumerate(to_run, start=1):
+        ctx.raise_if_cancelled()
+        spec = by_name[model]
+        if model not in previous:
+            before = await sim_store.result_before(db, model, day)
+            previous[model] = before.record() if before else None
+        started = utcnow()
+        try:
+            record = catalog.step(spec, previous[model], history, day)
+        except Exception as exc:  # one model-day failing must not stop the others
+            failed += 1
+            detail = await sim_store.finish_day(db, ctx.job_id, model, day, result=None,
+                                                error=f"{type(exc).__name__}: {exc}", started=started)
+            await ctx.log(f"{model} {day}: failed: {exc}", level="error")
+        else:
+            completed += 1
+            previous[model] = record
+            detail = await sim_store.finish_day(db, ctx.job_id, model, day, result=record,
+                                                error=None, started=started)
+        await engine.bus.publish(SIMULATION_EVENT, (f"job:{ctx.job_id}",), {
+            "job_id": ctx.job_id, "model": model, "day": day.isoformat(), "status": detail.status,
+            "value": previous[model]["value"] if previous.get(model) else None})
+        await ctx.progress(index, total, f"Processing {day.isoformat()} ({model})", min_interval=0.2)
+
+    await ctx.progress(total, total, f"Ran {total} model-days: {completed} completed, {failed} failed")
+
+    # 4. outcome
+    result = {"dates": len(complete), "skipped_dates": [d.isoformat() for d in skipped_dates],
+              "model_days": total, "completed": completed, "failed": failed,
+              "download": report.to_api()}
+    if failed == 0:
+        return Outcome(Status.COMPLETED, result)
+    if completed > 0:
+        return Outcome(Status.PARTIAL, result)
+    return Outcome(Status.FAILED, result, error=f"All {failed} model-days failed")
+
+
+def resolve_trigger(start_date: date | None, end_date: date, models: list[str] | None,
+                    last_done: dict[str, date | None], max_days: int) -> dict[str, date]:
+    """Each model's first day; raises ValueError with a message naming the field."""
+    starts: dict[str, date] = {}
+    for model in models or []:
+        if start_date is not None:
+            starts[model] = start_date
+            continue
+        last = last_done.get(model)
+        if last is None:
+            raise ValueError(f"start_date: required, since model {model!r} has no completed day "
+                             "to resume from")
+        starts[model] = last + timedelta(days=1)
+    for model, start in starts.items():
+        if start > end_date:
+            raise ValueError(f"start_date: model {model!r} is complete up to {start - timedelta(days=1)}"
+                             f"; nothing to do up to end_date {end_date}")
+        span = (end_date - start).days + 1
+        if span > max_days:
+            raise ValueError(f"end_date: the range {start} → {end_date} is {span} days; at most "
+                             f"{max_days} days (MARKETDESK_MAX_SIMULATION_DAYS)")
+    return starts
+
+
+register(JobKind(
+    name=KIND, title="Simulation", params_model=SimulationParams, func=simulate,
+    first_status=Status.DOWNLOADING_DATA, describe=_describe,
+))

@@ -1,0 +1,139 @@
+"""Reads and writes of model-day results and of each simulation job's details."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import col, select
+
+from jobs.db import Database, utcnow
+from jobs.simulation.tables import ModelDayResult, SimulationDay
+
+
+async def completed_days(db: Database, models: Iterable[str], start: date,
+                         end: date) -> dict[str, set[date]]:
+    models = list(models)
+    out: dict[str, set[date]] = {m: set() for m in models}
+    async with db.session() as s:
+        stmt = select(ModelDayResult.model, ModelDayResult.day).where(
+            col(ModelDayResult.model).in_(models), col(ModelDayResult.day) >= start,
+            col(ModelDayResult.day) <= end)
+        for model, day in (await s.exec(stmt)).all():
+            out[model].add(day)
+    return out
+
+
+async def last_completed_days(db: Database, models: Iterable[str]) -> dict[str, date | None]:
+    models = list(models)
+    out: dict[str, date | None] = {m: None for m in models}
+    async with db.session() as s:
+        stmt = (select(ModelDayResult.model, sa.func.max(ModelDayResult.day))
+                .where(col(ModelDayResult.model).in_(models)).group_by(ModelDayResult.model))
+        for model, day in (await s.exec(stmt)).all():
+            out[model] = day
+    return out
+
+
+async def result_before(db: Database, model: str, day: date) -> ModelDayResult | None:
+    """The model's latest completed day before ``day``: the state it carries into ``day``."""
+    async with db.session() as s:
+        stmt = (select(ModelDayResult).where(col(ModelDayResult.model) == model,
+                                             col(ModelDayResult.day) < day)
+                .order_by(col(ModelDayResult.day).desc()).limit(1))
+        return (await s.exec(stmt)).first()
+
+
+async def init_details(db: Database, job_id: str, rows: list[tuple[str, date, str]]) -> None:
+    """(model, day, status) for every model-day of the job, replacing any earlier attempt's."""
+    async with db.session() as s:
+        await s.execute(sa.delete(SimulationDay).where(col(SimulationDay.job_id) == job_id))
+        for i in range(0, len(rows), 500):
+            s.add_all([SimulationDay(job_id=job_id, model=m, day=d, status=st)
+                       for m, d, st in rows[i:i + 500]])
+            await s.flush()
+        await s.commit()
+
+
+async def mark_running(db: Database, job_id: str, model: str, day: date) -> None:
+    async with db.session() as s:
+        await s.execute(sa.update(SimulationDay).where(
+            col(SimulationDay.job_id) == job_id, col(SimulationDay.model) == model,
+            col(SimulationDay.day) == day).values(status="running", started_at=utcnow()))
+        await s.commit()
+
+
+async def finish_day(db: Database, job_id: str, model: str, day: date, *,
+                     result: dict[str, Any] | None, error: str | None,
+                     started: Any) -> SimulationDay:
+    """Record a model-day's outcome; a completed one also stores (or replaces) its result."""
+    now = utcnow()
+    status = "completed" if result is not None else "failed"
+    async with db.session() as s:
+        if result is not None:
+            values = {"model": model, "day": day, "job_id": job_id, "cash": result["cash"],
+                      "value": result["value"], "positions": result["positions"],
+                      "prices": result.get("prices") or {},
+                      "trades": result["trades"], "state": result["state"], "completed_at": now}
+            insert = sqlite_insert if db.url.startswith("sqlite") else pg_insert
+            stmt = insert(ModelDayResult.__table__).values(**values)  # type: ignore[attr-defined]
+            stmt = stmt.on_conflict_do_update(index_elements=["model", "day"],
+                                              set_={k: v for k, v in values.items()
+                                                    if k not in ("model", "day")})
+            await s.execute(stmt)
+        detail = await s.get(SimulationDay, (job_id, model, day))
+        assert detail is not None
+        detail.status = status
+        detail.error = error
+        detail.started_at = started
+        detail.completed_at = now
+        detail.duration_seconds = round((now - started).total_seconds(), 4)
+        s.add(detail)
+        await s.commit()
+        return detail
+
+
+async def details(db: Database, job_id: str) -> list[SimulationDay]:
+    async with db.session() as s:
+        stmt = (select(SimulationDay).where(col(SimulationDay.job_id) == job_id)
+                .order_by(SimulationDay.day, SimulationDay.model))
+        return list((await s.exec(stmt)).all())
+
+
+async def detail_counts(db: Database, job_id: str) -> dict[str, int]:
+    async with db.session() as s:
+        stmt = (select(SimulationDay.status, sa.func.count())
+                .where(col(SimulationDay.job_id) == job_id).group_by(SimulationDay.status))
+        counts = {status: int(n) for status, n in (await s.exec(stmt)).all()}
+    return counts
+
+
+async def equity_curves(db: Database, models: Iterable[str], start: date,
+                        end: date) -> dict[str, list[tuple[date, float]]]:
+    models = list(models)
+    out: dict[str, list[tuple[date, float]]] = defaultdict(list)
+    async with db.session() as s:
+        stmt = (select(ModelDayResult.model, ModelDayResult.day, ModelDayResult.value)
+                .where(col(ModelDayResult.model).in_(models), col(ModelDayResult.day) >= start,
+                       col(ModelDayResult.day) <= end)
+                .order_by(ModelDayResult.model, ModelDayResult.day))
+        for model, day, value in (await s.exec(stmt)).all():
+            out[model].append((day, float(value)))
+    return {m: out.get(m, []) for m in models}
+
+
+async def trade_counts(db: Database, models: Iterable[str], start: date, end: date) -> dict[str, int]:
+    models = list(models)
+    counts = dict.fromkeys(models, 0)
+    async with db.session() as s:
+        stmt = select(ModelDayResult.model, ModelDayResult.trades).where(
+            col(ModelDayResult.model).in_(models), col(ModelDayResult.day) >= start,
+            col(ModelDayResult.day) <= end)
+        for model, trades in (await s.exec(stmt)).all():
+            counts[model] += len(trades or [])
+    return counts

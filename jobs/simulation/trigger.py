@@ -1,0 +1,112 @@
+"""Starting a simulation: validate the request, resolve each model's first day, record the job.
+
+Only validation and bookkeeping happen here (it runs on the request path): no price download.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from jobs import queue, store
+from jobs.engine import Engine
+from jobs.models import Job
+from jobs.prices.download import today_utc
+from jobs.registry import ParamsError, pydantic_errors
+from jobs.simulation import catalog
+from jobs.simulation import store as sim_store
+from jobs.simulation.job import KIND, SimulationParams, model_days, resolve_trigger
+from jobs.status import UNFINISHED_STATUSES
+
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+BUSY = "Another simulation job is already running or pending"
+
+
+class SimulationBusy(Exception):
+    def __init__(self) -> None:
+        super().__init__(BUSY)
+
+
+class TriggerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start_date: date | None = None
+    end_date: date
+    models: list[str] | None = None
+    replace_existing: bool = False
+
+    @field_validator("start_date", "end_date", mode="before")
+    @classmethod
+    def _iso(cls, value: Any) -> Any:
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str) or not DATE_RE.match(value):
+            raise ValueError(f"{value!r} is not a date: use YYYY-MM-DD")
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a calendar date (YYYY-MM-DD)") from None
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return value or None
+
+
+@dataclass
+class Triggered:
+    job: Job
+    total_model_days: int
+    models: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        return (f"Simulation job {self.job.id} created: {self.total_model_days} model-days "
+                f"across {len(self.models)} models")
+
+
+def _error(field_name: str, message: str) -> ParamsError:
+    return ParamsError([{"field": field_name, "message": message}])
+
+
+async def trigger(engine: Engine, raw: dict[str, Any]) -> Triggered:
+    """Raises ParamsError (400), SimulationBusy (400), QueueFull (429), QueueUnavailable (503)."""
+    try:
+        req = TriggerRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(pydantic_errors(exc)) from None
+    if req.start_date and req.start_date > req.end_date:
+        raise _error("start_date", "start_date must be on or before end_date")
+    try:
+        specs = catalog.resolve_models(req.models)
+    except ValueError as exc:
+        raise _error("models", str(exc)) from None
+    names = [spec.name for spec in specs]
+    if await store.count_pending(engine.db, kinds=[KIND], statuses=[s.value for s in UNFINISHED_STATUSES]):
+        raise SimulationBusy()
+    last = {} if req.start_date else await sim_store.last_completed_days(engine.db, names)
+    try:
+        starts = resolve_trigger(req.start_date, req.end_date, names, last,
+                                 engine.settings.max_simulation_days)
+    except ValueError as exc:
+        field_name, _, message = str(exc).partition(": ")
+        raise _error(field_name, message) from None
+    params = SimulationParams(end_date=req.end_date, model_starts=starts,
+                              replace_existing=req.replace_existing, start_date=req.start_date)
+    warnings = []
+    if req.end_date > today_utc():
+        warnings.append(f"end_date {req.end_date} is after today: days after {today_utc()} are not "
+                        "simulated")
+    total = sum(len(days) for days in model_days(params).values())
+    if total == 0:
+        first = min(starts.values())
+        raise _error("end_date", f"no NYSE trading day from {first} to {req.end_date}")
+    job = await queue.submit(engine, KIND, params.model_dump(mode="json"), validated=True)
+    return Triggered(job, total, names, warnings)

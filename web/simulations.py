@@ -1,0 +1,205 @@
+"""Simulations: the trigger and status API, the /simulations page, the job page's grid and chart."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from litestar import Request, Response, Router, get, post
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.status_codes import HTTP_400_BAD_REQUEST
+
+from jobs import queue, store
+from jobs.engine import Engine, job_payload
+from jobs.events import Event
+from jobs.prices.calendar import trading_days
+from jobs.prices.download import today_utc
+from jobs.registry import ParamsError
+from jobs.simulation import catalog, metrics
+from jobs.simulation import store as sim_store
+from jobs.simulation.job import KIND, SIMULATION_EVENT, SimulationParams, model_days
+from jobs.simulation.trigger import SimulationBusy, trigger
+from web.common import engine_of, html, is_embed, page
+from web.dashboard import job_panel
+from web.events import renderer
+from web.render import render, with_embed
+
+CHART_W, CHART_H, PAD = 640, 220, 32
+COLOURS = ("#2457d6", "#1f8a4c", "#c05621", "#6b46c1", "#c53030", "#2c7a7b", "#b7791f", "#4a5568")
+
+
+# -- the job page's panels --------------------------------------------------------------------
+def _chart(curves: dict[str, list[tuple[date, float]]], initial: dict[str, float]) -> dict[str, Any]:
+    """Server-side SVG geometry: one polyline per model over the same date axis."""
+    days = sorted({d for curve in curves.values() for d, _ in curve})
+    values = [v for curve in curves.values() for _, v in curve] + list(initial.values())
+    if not days or not values:
+        return {"lines": [], "days": [], "w": CHART_W, "h": CHART_H}
+    lo, hi = min(values), max(values)
+    hi = hi if hi > lo else lo + 1
+    x_of = {d: PAD + (CHART_W - 2 * PAD) * (i / max(len(days) - 1, 1)) for i, d in enumerate(days)}
+
+    def y(v: float) -> float:
+        return round(CHART_H - PAD - (CHART_H - 2 * PAD) * (v - lo) / (hi - lo), 1)
+
+    lines = []
+    for i, (model, curve) in enumerate(curves.items()):
+        points = " ".join(f"{round(x_of[d], 1)},{y(v)}" for d, v in curve)
+        lines.append({"model": model, "points": points, "colour": COLOURS[i % len(COLOURS)],
+                      "last": curve[-1][1] if curve else None})
+    return {"lines": lines, "days": [days[0], days[-1]], "lo": lo, "hi": hi, "w": CHART_W,
+            "h": CHART_H, "pad": PAD}
+
+
+async def results_context(engine: Engine, params: SimulationParams) -> dict[str, Any]:
+    specs = {s.name: s for s in catalog.resolve_models(params.models)}
+    end = min(params.end_date, today_utc())
+    curves = await sim_store.equity_curves(engine.db, params.models, params.first_day, end)
+    trades = await sim_store.trade_counts(engine.db, params.models, params.first_day, end)
+    rows = []
+    for model, curve in curves.items():
+        spec = specs[model]
+        m = metrics.summarize(curve, trades[model], initial_value=spec.initial_cash).to_dict()
+        rows.append({"model": model, "title": spec.display_title, **m,
+                     "last_value": curve[-1][1] if curve else None})
+    return {"chart": _chart(curves, {m: specs[m].initial_cash for m in curves}), "metrics": rows}
+
+
+async def grid_context(engine: Engine, job: dict[str, Any]) -> dict[str, Any]:
+    params = SimulationParams.model_validate(job["params"])
+    cells = {(d.model, d.day.isoformat()): d.status
+             for d in await sim_store.details(engine.db, job["id"])}
+    per_model = model_days(params)
+    days = sorted({d.isoformat() for ds in per_model.values() for d in ds})
+    return {"models": params.models, "days": days, "cells": cells, "job_id": job["id"]}
+
+
+@job_panel(KIND)
+async def simulation_panels(engine: Engine, job: dict[str, Any]) -> list[tuple[str, str]]:
+    params = SimulationParams.model_validate(job["params"])
+    grid = await grid_context(engine, job)
+    results = await results_context(engine, params)
+    return [("sim-grid", render("fragments/sim_grid.html", **grid)),
+            ("sim-chart", render("fragments/sim_chart.html", **results)),
+            ("sim-metrics", render("fragments/sim_metrics.html", **results))]
+
+
+@renderer(SIMULATION_EVENT, "job")
+async def _model_day(event: Event, topic: str, engine: Engine) -> list[tuple[str, str]]:
+    d = event.data
+    cell = render("fragments/sim_cell.html", model=d["model"], day=d["day"], status=d["status"])
+    job = await store.get_job(engine.db, d["job_id"])
+    if job is None:
+        return [(f"cell-{d['model']}-{d['day']}", cell)]
+    results = await results_context(engine, SimulationParams.model_validate(job.params))
+    return [(f"cell-{d['model']}-{d['day']}", cell),
+            ("sim-chart", render("fragments/sim_chart.html", **results)),
+            ("sim-metrics", render("fragments/sim_metrics.html", **results))]
+
+
+@renderer("job", "job")
+async def _grid_when_running(event: Event, topic: str, engine: Engine) -> list[tuple[str, str]]:
+    """A simulation entering `running` has planned its model-days: show the whole grid."""
+    if event.data.get("kind") != KIND or event.data.get("status") != "running":
+        return []
+    return [("sim-grid", render("fragments/sim_grid.html", **await grid_context(engine, event.data)))]
+
+
+# -- API --------------------------------------------------------------------------------------
+def _busy(_: Request[Any, Any, Any], exc: SimulationBusy) -> Response[dict[str, Any]]:
+    return Response({"status_code": 400, "detail": str(exc)}, status_code=HTTP_400_BAD_REQUEST)
+
+
+@post("/simulate/trigger", name="simulate-trigger", status_code=200,
+      exception_handlers={SimulationBusy: _busy})
+async def simulate_trigger(request: Request[Any, Any, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """Validate and record a simulation job; answers at once (the worker downloads prices)."""
+    done = await trigger(engine_of(request), data)
+    return {"job_id": done.job.id, "status": done.job.status,
+            "total_model_days": done.total_model_days, "message": done.message,
+            "warnings": done.warnings}
+
+
+@get("/simulate/status/{job_id:str}", name="simulate-status")
+async def simulate_status(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
+    engine = engine_of(request)
+    job = await store.get_job(engine.db, job_id)
+    if job is None or job.kind != KIND:
+        raise queue.JobNotFound(job_id)
+    params = SimulationParams.model_validate(job.params)
+    details = await sim_store.details(engine.db, job_id)
+    per_model = model_days(params)
+    total = sum(len(ds) for ds in per_model.values())
+    counts = {s: sum(1 for d in details if d.status == s) for s in ("completed", "failed", "skipped")}
+    end = min(params.end_date, today_utc())
+    return {
+        "job_id": job.id, "status": job.status,
+        "progress": {"total_model_days": total, "completed": counts["completed"],
+                     "failed": counts["failed"], "skipped": counts["skipped"],
+                     "pending": total - counts["completed"] - counts["failed"] - counts["skipped"]},
+        "date_range": [d.isoformat() for d in trading_days(params.first_day, end)],
+        "models": params.models,
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "completed_at": job.finished_at.isoformat() if job.finished_at else None,
+        "total_duration_seconds": job.duration_seconds if job.finished_at else None,
+        "error": job.error,
+        "details": [d.to_api() for d in details],
+        "warnings": list(job.warnings or []),
+    }
+
+
+@get("/api/models", name="api-models")
+async def api_models() -> dict[str, Any]:
+    return {"models": catalog.models_api(), "strategies": catalog.strategies_api()}
+
+
+# -- page -------------------------------------------------------------------------------------
+def _form_defaults() -> dict[str, Any]:
+    end = today_utc() - timedelta(days=1)
+    return {"start_date": (end - timedelta(days=13)).isoformat(), "end_date": end.isoformat(),
+            "models": [s.name for s in catalog.enabled_models()], "replace_existing": False}
+
+
+async def _page_context(engine: Engine) -> dict[str, Any]:
+    jobs, _ = await store.list_jobs(engine.db, kind=KIND, limit=20)
+    return {"all_models": catalog.models_api(), "jobs": [job_payload(j) for j in jobs],
+            "max_days": engine.settings.max_simulation_days}
+
+
+@get("/simulations", name="simulations")
+async def simulations_page(request: Request[Any, Any, Any]) -> Response[str]:
+    return page(request, "pages/simulations.html", form=_form_defaults(), errors={},
+                **await _page_context(engine_of(request)))
+
+
+@post("/simulations/run", name="simulations-run-form")
+async def run_form(
+    request: Request[Any, Any, Any],
+    data: dict[str, Any] = Body(media_type=RequestEncodingType.URL_ENCODED),
+) -> Response[str]:
+    form_data = await request.form()
+    models = [m for m in form_data.getall("models") if m] if "models" in form_data else []
+    form = {"start_date": str(data.get("start_date") or ""), "end_date": str(data.get("end_date") or ""),
+            "models": models, "replace_existing": bool(data.get("replace_existing"))}
+    raw = {"start_date": form["start_date"] or None, "end_date": form["end_date"],
+           "models": models or None, "replace_existing": form["replace_existing"]}
+    errors: dict[str, str] = {}
+    engine = engine_of(request)
+    try:
+        done = await trigger(engine, raw)
+    except ParamsError as exc:
+        for err in exc.errors:
+            errors.setdefault(err["field"].split(".")[0], err["message"])
+    except (SimulationBusy, queue.QueueFull, queue.QueueUnavailable) as exc:
+        errors["form"] = str(exc)
+    else:
+        return Response("", status_code=204,
+                        headers={"HX-Redirect": with_embed(f"/jobs/{done.job.id}", is_embed(request))})
+    return html("fragments/sim_form.html", 422, form=form, errors=errors, embed=is_embed(request),
+                **await _page_context(engine))
+
+
+router = Router(path="/", route_handlers=[simulate_trigger, simulate_status, api_models,
+                                          simulations_page, run_form])
