@@ -43,6 +43,9 @@ class JobKind:
     params_model: type[BaseModel]
     func: JobFunc
     first_status: Status = Status.RUNNING
+    # when given, decides the first status per job (e.g. skip downloading_data when nothing is
+    # missing): called with the engine and the parsed params just before the job is claimed
+    choose_first_status: Callable[[Any, Any], Awaitable[Status]] | None = None
     # extra topics the kind's events concern (e.g. "prices" so coverage views refresh)
     topics: tuple[str, ...] = ()
     describe: Callable[[dict[str, Any]], str] = field(default=lambda params: "")

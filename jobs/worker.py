@@ -159,9 +159,16 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> str:
         if failed:
             await engine.publish_job(failed)
         return "failed"
+    first_status = kind.first_status
+    if kind.choose_first_status is not None:
+        try:
+            params = kind.params_model.model_validate(job.params)
+            first_status = await kind.choose_first_status(engine, params)
+        except Exception:  # the job itself will meet and report the problem
+            log.exception("choosing the first status of job %s failed", job.id)
     now = utcnow()
     claimed = await store.transition(
-        engine.db, job.id, kind.first_status,
+        engine.db, job.id, first_status,
         {"started_at": job.started_at or now, "attempts": job.attempts + 1,
          "worker_id": state.worker_id, "heartbeat_at": now, "error": None},
         only_from=[Status.PENDING],

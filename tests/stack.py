@@ -193,6 +193,28 @@ class Stack:
         raise AssertionError(f"job {job_id} did not end in {timeout}s: {states[-1:]}")
 
 
+def follow_new(stack: Stack, start: Any, timeout: float = 60.0) -> tuple[str, list[dict[str, Any]]]:
+    """Subscribe to every job's events, then call ``start()`` (which returns a job id), and
+    collect that job's states from its very first one until it ends."""
+    url = f"{stack.url}/events?topic=jobs&format=json"
+    states: list[dict[str, Any]] = []
+    job_id = None
+    deadline = time.monotonic() + timeout
+    with httpx.stream("GET", url, timeout=httpx.Timeout(5, read=timeout)) as resp:
+        for event in sse_events(resp):
+            if event.get("event") == "jobs" and job_id is None:
+                job_id = start()  # subscribed: nothing of the new job can be missed
+            elif event.get("event") == "job" and job_id:
+                state = json.loads(event["data"])
+                if state["id"] == job_id:
+                    states.append(state)
+                    if state["status"] in TERMINAL:
+                        return job_id, states
+            if time.monotonic() > deadline:
+                break
+    raise AssertionError(f"job {job_id} did not end in {timeout}s: {states[-1:]}")
+
+
 def sse_events(response: httpx.Response) -> Iterator[dict[str, str]]:
     """Parse a text/event-stream response into {event, data, id} dicts (comments as ':')."""
     event: dict[str, str] = {}
@@ -208,6 +230,14 @@ def sse_events(response: httpx.Response) -> Iterator[dict[str, str]]:
         key, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
         event[key] = f"{event[key]}\n{value}" if key in event else value
+
+
+def cancel_latency(job: dict[str, Any]) -> float:
+    """Seconds from the cancel request to the job's end, as the server recorded them."""
+    from datetime import datetime
+
+    asked = datetime.fromisoformat(job["cancel_requested_at"])
+    return (datetime.fromisoformat(job["finished_at"]) - asked).total_seconds()
 
 
 def statuses_of(states: list[dict[str, Any]]) -> list[str]:

@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from tests.stack import Stack, statuses_of
+from tests.stack import Stack, cancel_latency, statuses_of
 
 
 def test_noop_job_goes_pending_running_completed(stack: Stack) -> None:
@@ -98,20 +98,18 @@ def test_cancel_running_job_stops_within_a_second(stack: Stack) -> None:
     r = httpx.post(f"{stack.url}/api/jobs/{job_id}/cancel")
     assert r.status_code == 200
     job = stack.wait(job_id, {"cancelled", "completed", "failed"}, timeout=5)
-    took = time.monotonic() - asked
     assert job["status"] == "cancelled"
-    assert took < 1.0, f"cancel took {took:.2f}s"
-    assert job["cancel_requested_at"]
+    assert time.monotonic() - asked < 5  # the requirement
+    assert cancel_latency(job) < 1.0  # the aim, as the server measured it
 
 
 def test_cancel_reaches_work_running_in_a_thread(stack: Stack) -> None:
     job_id = stack.submit("diagnostics.sleep", steps=100, step_seconds=0.5, in_thread=True)
     stack.wait(job_id, {"running"})
-    asked = time.monotonic()
     httpx.post(f"{stack.url}/api/jobs/{job_id}/cancel")
     job = stack.wait(job_id, {"cancelled", "completed", "failed"}, timeout=5)
     assert job["status"] == "cancelled"
-    assert time.monotonic() - asked < 1.0
+    assert cancel_latency(job) < 1.0
 
 
 def test_cancel_finished_job_is_409_with_its_status(stack: Stack) -> None:

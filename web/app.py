@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +20,23 @@ from web.render import STATIC_DIR
 from web.security import security_middleware
 
 
+def _warm_up() -> None:
+    """Pay first-use costs at start-up, not on the first request: the holiday calendar loads
+    its data (~0.3 s) and the strategy registry scans entry points."""
+    from datetime import timedelta
+
+    from jobs.prices.calendar import trading_days
+    from jobs.prices.download import today_utc
+    from jobs.simulation import catalog
+
+    today = today_utc()
+    trading_days(today - timedelta(days=3 * 366), today + timedelta(days=366))
+    try:
+        catalog.load_models()
+    except ValueError:
+        pass  # a bad models file is reported where it is used, with its name
+
+
 def create_app(settings: Settings | None = None, redis_url: str | None = None) -> Litestar:
     settings = settings or get_settings()
     url = redis_url or settings.redis_url
@@ -31,6 +49,7 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
         hub = Hub(engine, queue_size=settings.sse_client_queue)
         app.state.engine = engine
         app.state.hub = hub
+        await asyncio.to_thread(_warm_up)
         await hub.start()
         try:
             yield

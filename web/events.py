@@ -26,6 +26,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from jobs.engine import Engine, redis_client
 from jobs.events import Event, latest_id, oldest_id, read_after
 from jobs.keys import EVENT_STREAM
+from jobs.status import UNFINISHED_STATUSES
 
 log = logging.getLogger("marketdesk.events")
 
@@ -238,6 +239,9 @@ async def _current_state(hub: Hub, client: Client) -> list[Message]:
                 job = await store.get_job(hub.engine.db, topic.split(":", 1)[1])
                 if job is not None:
                     messages.append(("job", json.dumps(job_payload(job), default=str)))
+            elif topic == "jobs":  # the unfinished jobs; also tells a tool it is subscribed
+                jobs = await store.jobs_in(hub.engine.db, [s.value for s in UNFINISHED_STATUSES])
+                messages.append(("jobs", json.dumps([job_payload(j) for j in jobs], default=str)))
         return messages
     for topic in sorted(client.topics):
         messages.extend(await _SNAPSHOTS[topic_prefix(topic)](topic, hub.engine))

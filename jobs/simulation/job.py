@@ -24,7 +24,7 @@ from jobs.context import JobContext, JobFailed
 from jobs.db import utcnow
 from jobs.prices import store as prices_store
 from jobs.prices.calendar import trading_days
-from jobs.prices.download import fetch_missing, today_utc
+from jobs.prices.download import FetchReport, fetch_missing, today_utc
 from jobs.prices.providers import make_provider
 from jobs.registry import JobKind, Outcome, register
 from jobs.settings import get_settings
@@ -67,6 +67,16 @@ def model_days(params: SimulationParams) -> dict[str, list[date]]:
     return {m: trading_days(start, end) for m, start in params.model_starts.items()}
 
 
+async def choose_first_status(engine: Any, params: SimulationParams) -> Status:
+    """downloading_data only when some price the run needs is not stored yet."""
+    specs = catalog.resolve_models(params.models)
+    universe = sorted({s for spec in specs for s in spec.universe})
+    start = catalog.history_start(specs, params.first_day)
+    missing = await prices_store.missing_days(engine.db, universe, start,
+                                              min(params.end_date, today_utc()))
+    return Status.DOWNLOADING_DATA if any(missing.values()) else Status.RUNNING
+
+
 def _describe(params: dict[str, Any]) -> str:
     starts = params.get("model_starts") or {}
     first = min(starts.values()) if starts else "?"
@@ -83,15 +93,21 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
     history_from = catalog.history_start(specs, params.first_day)
     end = min(params.end_date, today_utc())
 
-    # 1. prices
-    await ctx.log(f"Checking price data for {len(universe)} symbols, {history_from} → {end}")
-    provider = make_provider(get_settings().default_provider, get_settings())
-    try:
-        report = await fetch_missing(ctx, provider, universe, history_from, end)
-    finally:
-        await provider.aclose()
-    if report.failed and not report.rate_limited:
-        await ctx.warn(f"{len(report.failed)} symbols failed to download")
+    # 1. prices (the worker chose downloading_data only when some are missing)
+    report = FetchReport(requested=universe)
+    if ctx.status == Status.DOWNLOADING_DATA:
+        await ctx.log(f"Checking price data for {len(universe)} symbols, {history_from} → {end}")
+        provider = make_provider(get_settings().default_provider, get_settings())
+        try:
+            report = await fetch_missing(ctx, provider, universe, history_from, end)
+        finally:
+            await provider.aclose()
+        tried = len(report.downloaded) + len(report.failed)
+        await ctx.log(f"Download complete - {len(report.downloaded)}/{tried} symbols succeeded")
+        if report.failed and not report.rate_limited:
+            await ctx.warn(f"{len(report.failed)} symbols failed to download")
+    else:
+        await ctx.log("All price data available")
     held = await prices_store.stored_days(db, universe, params.first_day, end)
     needs = {spec.name: spec.universe for spec in specs}
     complete = {d for d in all_days if all(d in held[s] for s in universe)}
@@ -122,7 +138,8 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
     # 3. run, date by date
     to_run.sort()
     total = len(to_run)
-    await ctx.set_status(Status.RUNNING, phase=f"Running {total} model-days")
+    if ctx.status != Status.RUNNING:
+        await ctx.set_status(Status.RUNNING, phase=f"Running {total} model-days")
     await ctx.log(f"Starting execution - {len(complete)} dates, {len(specs)} models, {total} model-days")
     await ctx.progress(0, total, f"Starting execution - {len(complete)} dates, {len(specs)} models")
     by_name = {spec.name: spec for spec in specs}
@@ -192,5 +209,5 @@ def resolve_trigger(start_date: date | None, end_date: date, models: list[str] |
 
 register(JobKind(
     name=KIND, title="Simulation", params_model=SimulationParams, func=simulate,
-    first_status=Status.DOWNLOADING_DATA, describe=_describe,
+    first_status=Status.DOWNLOADING_DATA, choose_first_status=choose_first_status, describe=_describe,
 ))
