@@ -23,7 +23,6 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
-from aiolimiter import AsyncLimiter
 from tenacity import (
     AsyncRetrying,
     RetryError,
@@ -333,8 +332,9 @@ class AlphaVantageProvider:
     ) -> None:
         self._api_key = (settings.alphavantage_api_key or "").strip() or None
         self._url = settings.alphavantage_url
-        interval = settings.alphavantage_min_interval_seconds
-        self._limiter = AsyncLimiter(1, interval) if interval > 0 else None
+        self._interval = settings.alphavantage_min_interval_seconds
+        self._pace = asyncio.Lock()
+        self._last_answer = float("-inf")
         self._retry_wait = retry_wait_seconds
         self._retry_attempts = max(1, retry_attempts)
         self._client = httpx.AsyncClient(
@@ -391,8 +391,19 @@ class AlphaVantageProvider:
         return _classify(symbol, outputsize, response)
 
     async def _get(self, params: dict[str, str]) -> httpx.Response:
-        if self._limiter is not None:
-            await self._limiter.acquire()
+        # Alpha Vantage counts requests as they *arrive*. Spacing the starts of requests (a token
+        # bucket) lets a slow one arrive close behind the next; one request at a time, sent no
+        # sooner than the interval after the previous answer, keeps arrivals an interval apart.
+        async with self._pace:
+            wait = self._last_answer + self._interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                return await self._send(params)
+            finally:
+                self._last_answer = time.monotonic()
+
+    async def _send(self, params: dict[str, str]) -> httpx.Response:
         try:
             response = await self._client.get(self._url, params=params)
         except httpx.TransportError as exc:
