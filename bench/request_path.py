@@ -1,0 +1,343 @@
+"""Request path: POST /api/prices/download and GET /jobs under N concurrent keep-alive clients.
+
+Starts the real `marketdesk serve` (tests.stack.Stack) on a free port of 127.0.0.1 with a
+huge MARKETDESK_MAX_QUEUED, so the queue never fills (a 429 would still be counted apart).
+Each virtual client is one keep-alive connection that sends its next request as soon as the
+last one answered (closed loop), or, with --rate, at fixed times (open loop: latency then
+counts from the time the request was due, so a stalled server cannot hide its queue).
+
+The load generator runs in this process on the same 2 cores as the server: its CPU use is
+printed beside the server's so the reader can see how the cores were shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from _common import (
+    CpuMeter,
+    latency_cells,
+    machine_line,
+    md_table,
+    py_spy_start,
+    run,
+    sigterm_as_exit,
+    stack_processes,
+    stop_stack,
+    summarize_py_spy,
+)
+
+from tests.stack import Stack
+
+BODY = {"symbols": ["AAPL"], "start_date": "2025-01-02", "end_date": "2025-01-10"}
+REQUEST_TIMEOUT = 10.0
+
+
+@dataclass
+class Result:
+    name: str
+    client: str
+    duration: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+    waited: dict[str, float] = field(default_factory=dict)
+    profile: str | None = None
+
+    def record(self, status: int, latency: float) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.latencies.append(latency)
+
+    def fail(self, what: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < 3:
+            self.error_samples.append(what)
+
+
+# -- clients ----------------------------------------------------------------------------------
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams (Content-Length or chunked)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def _connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        if self.writer is None:
+            await self._connect()
+        assert self.reader is not None and self.writer is not None
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAccept: */*\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + (body or b""))
+        status_line = await self.reader.readline()
+        if not status_line:
+            await self.close()
+            raise ConnectionError("server closed the connection")
+        status = int(status_line.split(b" ", 2)[1])
+        length, chunked, close = -1, False, False
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+            elif name == b"connection" and b"close" in value.lower():
+                close = True
+        if chunked:
+            parts = []
+            while True:
+                size = int((await self.reader.readline()).split(b";")[0], 16)
+                if size == 0:
+                    await self.reader.readline()
+                    break
+                parts.append(await self.reader.readexactly(size + 2))
+            data = b"".join(p[:-2] for p in parts)
+        elif length >= 0:
+            data = await self.reader.readexactly(length)
+        else:
+            data = await self.reader.read()
+            close = True
+        if close:
+            await self.close()
+        return status, data
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except OSError:
+                pass
+        self.reader = self.writer = None
+
+
+class HttpxClient:
+    def __init__(self, base_url: str) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(
+            base_url=base_url, timeout=REQUEST_TIMEOUT,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        resp = await self.client.request(method, path, content=body, headers=headers)
+        return resp.status_code, resp.content
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def make_client(kind: str, stack: Stack) -> RawClient | HttpxClient:
+    if kind == "raw":
+        return RawClient("127.0.0.1", stack.port)
+    return HttpxClient(stack.url)
+
+
+# -- load -------------------------------------------------------------------------------------
+async def virtual_client(client: RawClient | HttpxClient, method: str, path: str, body: bytes | None,
+                         ok: set[int], result: Result, start: float, end: float,
+                         interval: float | None, offset: float, budget: list[int]) -> None:
+    due = start + offset
+    while budget[0] > 0:
+        if interval is not None:  # open loop: wait for the next due time
+            now = time.perf_counter()
+            if due >= end:
+                break
+            if due > now:
+                await asyncio.sleep(due - now)
+            t0 = due
+            due += interval
+        else:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                break
+        budget[0] -= 1
+        try:
+            status, data = await asyncio.wait_for(client.request(method, path, body), REQUEST_TIMEOUT)
+        except Exception as exc:  # a failed request is a data point, not the end of the bench
+            result.fail(f"{type(exc).__name__}: {exc}")
+            await client.close()
+            continue
+        result.record(status, time.perf_counter() - t0)
+        if status not in ok and status != 429:
+            result.fail(f"HTTP {status}: {data[:200]!r}")
+
+
+async def load(stack: Stack, name: str, method: str, path: str, body: bytes | None, ok: set[int],
+               client_kind: str, clients: int, duration: float, rate: float | None,
+               warmup: float, max_requests: int, meter: CpuMeter | None,
+               profile: Path | None = None) -> Result:
+    conns = [make_client(client_kind, stack) for _ in range(clients)]
+    try:
+        if warmup > 0:  # open the connections and warm the server's caches; not counted
+            scratch = Result(name, client_kind)
+            t = time.perf_counter()
+            await asyncio.gather(*(virtual_client(c, method, path, body, ok, scratch, t, t + warmup,
+                                                  None, 0.0, [max_requests]) for c in conns))
+        result = Result(name, client_kind)
+        interval = clients / rate if rate else None
+        budget = [max_requests]
+        if meter:
+            meter.start()
+        spy = py_spy_start(stack.proc.pid, profile, duration) if profile else None  # type: ignore[union-attr]
+        t = time.perf_counter()
+        await asyncio.gather(*(
+            virtual_client(c, method, path, body, ok, result, t, t + duration, interval,
+                           (interval or 0.0) * i / clients, budget)
+            for i, c in enumerate(conns)))
+        result.duration = time.perf_counter() - t
+        if meter:
+            result.cpu = meter.stop()
+            result.waited = dict(meter.waited)
+        if spy is not None and profile is not None:
+            await asyncio.to_thread(spy.wait, 60)
+            result.profile = summarize_py_spy(profile, top=40)
+        return result
+    finally:
+        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+
+
+def pending_count(stack: Stack) -> int:
+    import httpx
+
+    r = httpx.get(f"{stack.url}/api/jobs", params={"status": "pending", "limit": 1}, timeout=10)
+    return int(r.json()["total"])
+
+
+async def wait_drained(stack: Stack, limit_s: float) -> tuple[bool, float, int]:
+    start = time.monotonic()
+    left = await asyncio.to_thread(pending_count, stack)
+    while left and time.monotonic() - start < limit_s:
+        await asyncio.sleep(0.5)
+        left = await asyncio.to_thread(pending_count, stack)
+    return left == 0, time.monotonic() - start, left
+
+
+async def bench(stack: Stack, args: argparse.Namespace) -> list[Result]:
+    procs = stack_processes(stack.proc.pid)  # type: ignore[union-attr]
+    procs = {"load generator": os.getpid(), **procs}
+    meter = CpuMeter(procs)
+    body = json.dumps(BODY).encode()
+    kinds = ["httpx", "raw"] if args.client == "both" else [args.client]
+    results: list[Result] = []
+    for kind in kinds:
+        for target in args.targets:
+            profile = stack.data_dir / f"web-{target}-{kind}.pyspy" if args.profile else None
+            if target == "post":
+                r = await load(stack, "POST /api/prices/download", "POST", "/api/prices/download",
+                               body, {202}, kind, args.clients, args.duration, args.rate,
+                               args.warmup, args.max_requests, meter, profile)
+                results.append(r)
+                if args.workers and args.drain_timeout > 0:
+                    drained, took, left = await wait_drained(stack, args.drain_timeout)
+                    print(f"# queue after {r.name} ({kind}): "
+                          + (f"drained in {took:.1f} s" if drained
+                             else f"{left} still pending after {took:.1f} s"), flush=True)
+            else:
+                r = await load(stack, "GET /jobs", "GET", "/jobs", None, {200}, kind, args.clients,
+                               args.duration, args.rate, args.warmup, args.max_requests, meter,
+                               profile)
+                results.append(r)
+            print(f"# done: {r.name} with {kind}: {len(r.latencies)} requests", flush=True)
+    return results
+
+
+def report(results: list[Result], args: argparse.Namespace, stack: Stack) -> None:
+    mode = (f"open loop at {args.rate:g} req/s total" if args.rate
+            else "closed loop (each client sends its next request when the last one answered)")
+    print(f"\n## Request path: {args.clients} concurrent keep-alive clients, {args.duration:g} s "
+          f"per row, {mode}\n")
+    print(machine_line() + f"; load average now {os.getloadavg()[0]:.2f}; stack: 1 web process, "
+          f"{args.workers} worker(s), embedded Redis, SQLite")
+    print("load generator: this Python process (uvloop), on the same cores as the server\n")
+    rows = []
+    for r in results:
+        ok = sum(n for s, n in r.statuses.items() if s in (200, 202))
+        n429 = r.statuses.get(429, 0)
+        rows.append([r.name, r.client, len(r.latencies), f"{len(r.latencies) / r.duration:.0f}",
+                     *latency_cells(r.latencies), ok, n429, r.errors])
+    print(md_table(["endpoint", "client", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
+                    "2xx", "429", "errors"], rows))
+    print("\nCPU seconds used during each row (2 cores = at most "
+          f"{2 * args.duration:g} CPU-s per {args.duration:g} s row):\n")
+    names = list(results[0].cpu) if results else []
+    cpu_rows = []
+    for r in results:
+        total = sum(r.cpu.values())
+        cpu_rows.append([r.name, r.client, *(f"{r.cpu.get(n, 0):.2f}" for n in names), f"{total:.2f}",
+                         f"{r.cpu.get('web (serve)', 0) / max(len(r.latencies), 1) * 1e3:.2f}",
+                         f"{r.waited.get('web (serve)', 0):.2f}"])
+    print(md_table(["endpoint", "client", *names, "total", "web CPU ms/request",
+                    "web loop thread runnable but off-CPU, s"], cpu_rows))
+    for r in results:
+        for sample in r.error_samples:
+            print(f"error sample ({r.name}, {r.client}): {sample}")
+    for r in results:
+        if r.profile:
+            print(f"\n### py-spy of the web process: {r.name} ({r.client})\n\n```\n{r.profile}\n```")
+    print("\ntarget: p99 < 50 ms. In a closed loop, Little's law ties latency to throughput: "
+          f"mean latency = {args.clients} clients / (req/s).")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per row (default 10)")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
+    parser.add_argument("--client", choices=["httpx", "raw", "both"], default="raw",
+                        help="load generator's HTTP client: raw asyncio (default; ~5x less CPU per "
+                        "request than httpx), httpx, or both to compare")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="open loop: total requests per second (default: closed loop)")
+    parser.add_argument("--targets", nargs="+", choices=["post", "get"], default=["post", "get"])
+    parser.add_argument("--workers", type=int, default=1, help="worker processes draining the queue")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of uncounted warm-up")
+    parser.add_argument("--drain-timeout", type=float, default=15.0,
+                        help="after a POST row, wait this long for the workers to drain the queue")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="hard cap per row")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the web process with py-spy during each row (slows it a little)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: a temp dir")
+    args = parser.parse_args()
+    sigterm_as_exit()
+    with tempfile.TemporaryDirectory(prefix="bench-request-") as tmp:
+        data_dir = args.data_dir or Path(tmp)
+        stack = Stack(data_dir, workers=args.workers,
+                      env={"MARKETDESK_MAX_QUEUED": "1000000"})
+        interrupted = False
+        try:
+            stack.start()
+            print(f"# stack up at {stack.url} (data in {data_dir})", flush=True)
+            results = run(bench(stack, args))
+            report(results, args, stack)
+        except KeyboardInterrupt:
+            interrupted = True
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        finally:
+            left = stop_stack(stack, interrupted)
+            if left:
+                print(f"# stopped what the stack left behind: {', '.join(left)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
