@@ -48,6 +48,12 @@ def is_sqlite(url: str) -> bool:
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if is_sqlite(url):
+        # One connection per process: SQLite has one writer at a time anyway, and connections
+        # competing for its lock sleep in its busy handler (backing off up to 100 ms) instead of
+        # queueing; one connection makes the process's statements queue on the pool instead.
+        kwargs.setdefault("pool_size", 1)
+        kwargs.setdefault("max_overflow", 0)
+        kwargs.setdefault("pool_timeout", 60)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")

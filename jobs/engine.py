@@ -44,6 +44,15 @@ class Engine:
             data["event"] = "created"
         return await self.bus.publish("job", topics, data)
 
+    async def publish_finished(self, job: Job, line: dict[str, Any]) -> None:
+        """The final state and its log line, in one round trip to Redis."""
+        kind = load_kinds().get(job.kind)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self.bus.publish_to(pipe, "job", job_topics(job.id) + (kind.topics if kind else ()),
+                                job_payload(job))
+            self.bus.publish_to(pipe, "log", (f"job:{job.id}",), {"job_id": job.id, "line": line})
+            await pipe.execute()
+
     async def publish_log(self, job_id: str, line: dict[str, Any]) -> str:
         return await self.bus.publish("log", (f"job:{job_id}",), {"job_id": job_id, "line": line})
 

@@ -46,14 +46,19 @@ class EventBus:
         self.redis = redis
         self.maxlen = maxlen
 
-    async def publish(self, type_: str, topics: tuple[str, ...] | list[str],
-                      data: dict[str, Any]) -> str:
-        entry_id = await self.redis.xadd(
+    def publish_to(self, client: Any, type_: str, topics: tuple[str, ...] | list[str],
+                   data: dict[str, Any]) -> Any:
+        """XADD the event through ``client`` (the connection, or a pipeline to batch with)."""
+        return client.xadd(
             EVENT_STREAM,
             {"type": type_, "topics": ",".join(topics), "data": json.dumps(data, default=str)},
             maxlen=self.maxlen,
             approximate=True,
         )
+
+    async def publish(self, type_: str, topics: tuple[str, ...] | list[str],
+                      data: dict[str, Any]) -> str:
+        entry_id = await self.publish_to(self.redis, type_, topics, data)
         return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 

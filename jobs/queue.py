@@ -51,7 +51,8 @@ def new_arq_id(job_id: str) -> str:
 
 
 async def _enqueue(engine: Engine, job: Job) -> None:
-    queued = await engine.redis.enqueue_job(ARQ_FUNCTION, job.id, _job_id=job.arq_job_id)
+    # the kind travels with the id so the worker can claim the job without reading it first
+    queued = await engine.redis.enqueue_job(ARQ_FUNCTION, job.id, job.kind, _job_id=job.arq_job_id)
     if queued is None:  # cannot happen with fresh ids; say so loudly if it does
         raise RedisError(f"arq refused job id {job.arq_job_id}")
 

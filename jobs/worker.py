@@ -13,13 +13,14 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from arq import Worker
 from arq.worker import func
 from redis.exceptions import RedisError
 
 from jobs import queue, store
 from jobs.context import JobCancelled, JobContext, JobFailed
-from jobs.db import utcnow
+from jobs.db import UTCDateTime, utcnow
 from jobs.engine import Engine, redis_client
 from jobs.keys import ARQ_FUNCTION, CANCEL_CHANNEL, WORKER_KEY_PREFIX
 from jobs.models import Job
@@ -145,57 +146,67 @@ async def reconcile_once(engine: Engine, skip: set[str] | None = None) -> list[s
     return touched
 
 
-async def run_job(ctx: dict[str, Any], job_id: str) -> str:
+async def run_job(ctx: dict[str, Any], job_id: str, kind_name: str | None = None) -> str:
     state: WorkerState = ctx["state"]
     engine = state.engine
-    job = await store.get_job(engine.db, job_id)
-    if job is None or job.arq_job_id != ctx.get("job_id") or job.status != Status.PENDING:
-        return "skipped"  # cancelled while queued, or an older attempt's arq job
+    arq_id = ctx.get("job_id")
     try:
-        kind = get_kind(job.kind)
-    except ValueError as exc:
-        failed = await store.transition(engine.db, job.id, Status.FAILED,
-                                        {"error": str(exc), "finished_at": utcnow()})
-        if failed:
-            await engine.publish_job(failed)
-        return "failed"
+        kind = get_kind(kind_name) if kind_name else None
+    except ValueError:
+        kind = None
+    if kind is None or kind.choose_first_status is not None:
+        job = await store.get_job(engine.db, job_id)
+        if job is None or job.arq_job_id != arq_id or job.status != Status.PENDING:
+            return "skipped"  # cancelled while queued, or an older attempt's arq job
+        try:
+            kind = get_kind(job.kind)
+        except ValueError as exc:
+            failed = await store.transition(engine.db, job.id, Status.FAILED,
+                                            {"error": str(exc), "finished_at": utcnow()})
+            if failed:
+                await engine.publish_job(failed)
+            return "failed"
     first_status = kind.first_status
     if kind.choose_first_status is not None:
         try:
             params = kind.params_model.model_validate(job.params)
             first_status = await kind.choose_first_status(engine, params)
         except Exception:  # the job itself will meet and report the problem
-            log.exception("choosing the first status of job %s failed", job.id)
+            log.exception("choosing the first status of job %s failed", job_id)
+    # claim: only a pending row still waiting for this very arq job moves
     now = utcnow()
     claimed = await store.transition(
-        engine.db, job.id, first_status,
-        {"started_at": job.started_at or now, "attempts": job.attempts + 1,
+        engine.db, job_id, first_status,
+        {"started_at": sa.func.coalesce(Job.__table__.c.started_at,  # type: ignore[attr-defined]
+                                        sa.literal(now, UTCDateTime)),
+         "attempts": Job.__table__.c.attempts + 1,  # type: ignore[attr-defined]
          "worker_id": state.worker_id, "heartbeat_at": now, "error": None},
         only_from=[Status.PENDING],
-        where=Job.__table__.c.arq_job_id == job.arq_job_id)  # type: ignore[attr-defined]
+        where=Job.__table__.c.arq_job_id == arq_id)  # type: ignore[attr-defined]
     if claimed is None:
         return "skipped"
     await engine.publish_job(claimed)
     jctx = JobContext(engine, claimed)
-    state.active[job.id] = jctx
+    state.active[job_id] = jctx
     try:
         final, values = await _execute(jctx, kind, claimed)
     except asyncio.CancelledError:
         # the worker is shutting down: hand the job back rather than lose it
-        state.active.pop(job.id, None)
+        state.active.pop(job_id, None)
         with contextlib.suppress(Exception):
             await asyncio.shield(queue.requeue(engine, claimed, "worker shut down"))
         raise
     finally:
-        state.active.pop(job.id, None)
+        state.active.pop(job_id, None)
     values.update({"finished_at": utcnow(), "warnings": list(jctx.warnings)})
-    done = await store.transition(engine.db, job.id, final, values,
-                                  only_from=[jctx.status, *ACTIVE_STATUSES])
+    message = f"Finished: {final.value}" + (f" ({values['error']})" if values.get("error") else "")
+    done = await store.finish_job(engine.db, job_id, final, values,
+                                  only_from=[jctx.status, *ACTIVE_STATUSES], log_message=message,
+                                  log_level="error" if final == Status.FAILED else "info",
+                                  keep=engine.settings.log_lines_per_job)
     if done is not None:
-        await engine.publish_job(done)
-        await engine.log(job.id, f"Finished: {final.value}"
-                         + (f" ({values['error']})" if values.get("error") else ""),
-                         level="error" if final == Status.FAILED else "info")
+        job_row, line = done
+        await engine.publish_finished(job_row, line.to_api())
     return final.value
 
 

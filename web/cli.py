@@ -160,9 +160,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
         _run_web(settings, redis_url, args.host, args.port, on_started=started)
     finally:
-        workers.stop()
-        if embedded:
-            embedded.stop()
+        # a second Ctrl-C or SIGTERM must not cut the clean-up short and leave children behind
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            workers.stop()
+        finally:
+            if embedded:
+                embedded.stop()
         print("marketdesk stopped", flush=True)
 
 

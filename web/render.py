@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ def with_embed(path: str, embed: bool, **query: Any) -> str:
 def make_environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        auto_reload=os.environ.get("MARKETDESK_TEMPLATE_RELOAD") == "1",  # no stat() per include
         autoescape=select_autoescape(["html", "svg"]),
         enable_async=False,
         trim_blocks=True,
