@@ -58,7 +58,9 @@ class Stack:
     """`marketdesk serve` (or `web` + `worker` parts) on a free port with its own data dir."""
 
     def __init__(self, data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None,
-                 database: str = "sqlite", port: int | None = None, max_jobs: int = 10) -> None:
+                 database: str = "sqlite", port: int | None = None, max_jobs: int = 10,
+                 demo: bool = False) -> None:
+        self.demo = demo
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.workers = workers
@@ -86,7 +88,8 @@ class Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "web.cli", "serve", "--no-demo", "--port", str(self.port),
+            [sys.executable, "-m", "web.cli", "serve", *([] if self.demo else ["--no-demo"]),
+             "--port", str(self.port),
              "--workers", str(self.workers), "--max-jobs", str(self.max_jobs)],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -145,30 +145,38 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
     by_name = {spec.name: spec for spec in specs}
     history = await prices_store.closes(db, universe, history_from, end)
     previous: dict[str, dict[str, Any] | None] = {}
-    completed = failed = 0
-    for index, (day, model) in enumerate(to_run, start=1):
+    completed = failed = index = 0
+    by_day: dict[date, list[str]] = {}
+    for day, model in to_run:
+        by_day.setdefault(day, []).append(model)
+    for day, models in by_day.items():  # in date order; a day's model-days are stored together
         ctx.raise_if_cancelled()
-        spec = by_name[model]
-        if model not in previous:
-            before = await sim_store.result_before(db, model, day)
-            previous[model] = before.record() if before else None
-        started = utcnow()
-        try:
-            record = catalog.step(spec, previous[model], history, day)
-        except Exception as exc:  # one model-day failing must not stop the others
-            failed += 1
-            detail = await sim_store.finish_day(db, ctx.job_id, model, day, result=None,
-                                                error=f"{type(exc).__name__}: {exc}", started=started)
-            await ctx.log(f"{model} {day}: failed: {exc}", level="error")
-        else:
-            completed += 1
-            previous[model] = record
-            detail = await sim_store.finish_day(db, ctx.job_id, model, day, result=record,
-                                                error=None, started=started)
-        await engine.bus.publish(SIMULATION_EVENT, (f"job:{ctx.job_id}",), {
-            "job_id": ctx.job_id, "model": model, "day": day.isoformat(), "status": detail.status,
-            "value": previous[model]["value"] if previous.get(model) else None})
-        await ctx.progress(index, total, f"Processing {day.isoformat()} ({model})", min_interval=0.2)
+        outcomes: list[sim_store.DayOutcome] = []
+        for model in models:
+            if model not in previous:
+                before = await sim_store.result_before(db, model, day)
+                previous[model] = before.record() if before else None
+            started = utcnow()
+            try:
+                record = catalog.step(by_name[model], previous[model], history, day)
+            except Exception as exc:  # one model-day failing must not stop the others
+                failed += 1
+                outcomes.append(sim_store.DayOutcome(model, day, None, f"{type(exc).__name__}: {exc}",
+                                                     started, utcnow()))
+                await ctx.log(f"{model} {day}: failed: {exc}", level="error")
+            else:
+                completed += 1
+                previous[model] = record
+                outcomes.append(sim_store.DayOutcome(model, day, record, None, started, utcnow()))
+        await sim_store.finish_days(db, ctx.job_id, outcomes)
+        async with engine.redis.pipeline(transaction=False) as pipe:
+            for o in outcomes:
+                engine.bus.publish_to(pipe, SIMULATION_EVENT, (f"job:{ctx.job_id}",), {
+                    "job_id": ctx.job_id, "model": o.model, "day": day.isoformat(), "status": o.status,
+                    "value": o.record["value"] if o.record else None})
+            await pipe.execute()
+        index += len(models)
+        await ctx.progress(index, total, f"Processing {day.isoformat()}", min_interval=0.2)
 
     await ctx.progress(total, total, f"Ran {total} model-days: {completed} completed, {failed} failed")
 

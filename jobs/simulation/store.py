@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,8 +13,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
-from jobs.db import Database, utcnow
+from jobs.db import Database
 from jobs.simulation.tables import ModelDayResult, SimulationDay
+
+_RESULT = ModelDayResult.__table__  # type: ignore[attr-defined]
+_DAY = SimulationDay.__table__  # type: ignore[attr-defined]
 
 
 async def completed_days(db: Database, models: Iterable[str], start: date,
@@ -60,42 +64,50 @@ async def init_details(db: Database, job_id: str, rows: list[tuple[str, date, st
         await s.commit()
 
 
-async def mark_running(db: Database, job_id: str, model: str, day: date) -> None:
-    async with db.session() as s:
-        await s.execute(sa.update(SimulationDay).where(
-            col(SimulationDay.job_id) == job_id, col(SimulationDay.model) == model,
-            col(SimulationDay.day) == day).values(status="running", started_at=utcnow()))
-        await s.commit()
+@dataclass(frozen=True)
+class DayOutcome:
+    model: str
+    day: date
+    record: dict[str, Any] | None  # None: failed
+    error: str | None
+    started: datetime
+    finished: datetime
+
+    @property
+    def status(self) -> str:
+        return "completed" if self.record is not None else "failed"
 
 
-async def finish_day(db: Database, job_id: str, model: str, day: date, *,
-                     result: dict[str, Any] | None, error: str | None,
-                     started: Any) -> SimulationDay:
-    """Record a model-day's outcome; a completed one also stores (or replaces) its result."""
-    now = utcnow()
-    status = "completed" if result is not None else "failed"
+async def finish_days(db: Database, job_id: str, outcomes: list[DayOutcome]) -> None:
+    """Record model-days' outcomes in one transaction; a completed one also stores (or replaces)
+    its result, the state its model carries into the next day."""
+    if not outcomes:
+        return
+    results = [{"model": o.model, "day": o.day, "job_id": job_id, "cash": o.record["cash"],
+                "value": o.record["value"], "positions": o.record["positions"],
+                "prices": o.record.get("prices") or {}, "trades": o.record["trades"],
+                "state": o.record["state"], "completed_at": o.finished}
+               for o in outcomes if o.record is not None]
+    details = [{"b_model": o.model, "b_day": o.day, "status": o.status, "error": o.error,
+                "started_at": o.started, "completed_at": o.finished,
+                "duration_seconds": round((o.finished - o.started).total_seconds(), 4)}
+               for o in outcomes]
     async with db.session() as s:
-        if result is not None:
-            values = {"model": model, "day": day, "job_id": job_id, "cash": result["cash"],
-                      "value": result["value"], "positions": result["positions"],
-                      "prices": result.get("prices") or {},
-                      "trades": result["trades"], "state": result["state"], "completed_at": now}
+        if results:
             insert = sqlite_insert if db.url.startswith("sqlite") else pg_insert
-            stmt = insert(ModelDayResult.__table__).values(**values)  # type: ignore[attr-defined]
-            stmt = stmt.on_conflict_do_update(index_elements=["model", "day"],
-                                              set_={k: v for k, v in values.items()
-                                                    if k not in ("model", "day")})
+            stmt = insert(_RESULT).values(results)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["model", "day"],
+                set_={c: stmt.excluded[c] for c in results[0] if c not in ("model", "day")})
             await s.execute(stmt)
-        detail = await s.get(SimulationDay, (job_id, model, day))
-        assert detail is not None
-        detail.status = status
-        detail.error = error
-        detail.started_at = started
-        detail.completed_at = now
-        detail.duration_seconds = round((now - started).total_seconds(), 4)
-        s.add(detail)
+        await s.execute(
+            sa.update(_DAY).where(_DAY.c.job_id == job_id, _DAY.c.model == sa.bindparam("b_model"),
+                                  _DAY.c.day == sa.bindparam("b_day"))
+            .values(status=sa.bindparam("status"), error=sa.bindparam("error"),
+                    started_at=sa.bindparam("started_at"), completed_at=sa.bindparam("completed_at"),
+                    duration_seconds=sa.bindparam("duration_seconds")),
+            details)
         await s.commit()
-        return detail
 
 
 async def details(db: Database, job_id: str) -> list[SimulationDay]:
