@@ -14,7 +14,7 @@ from jobs.engine import Engine
 from jobs.keys import ARQ_FUNCTION, CANCEL_CHANNEL
 from jobs.models import Job
 from jobs.registry import get_kind, validate_params
-from jobs.status import ACTIVE_STATUSES, TERMINAL_STATUSES, Status
+from jobs.status import ACTIVE_STATUSES, TERMINAL_STATUSES, UNFINISHED_STATUSES, Status
 
 log = logging.getLogger("marketdesk.queue")
 
@@ -27,6 +27,10 @@ class QueueFull(Exception):
 class QueueUnavailable(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(f"The job queue (Redis) is unreachable, so no job was created: {detail}")
+
+
+class JobBusy(Exception):
+    """A job of an exclusive kind is already pending or running."""
 
 
 class JobNotFound(Exception):
@@ -65,6 +69,9 @@ async def submit(engine: Engine, kind_name: str, raw_params: dict[str, Any],
     job_id = new_job_id()
     job = Job(id=job_id, kind=kind.name, params=params, status=Status.PENDING.value,
               arq_job_id=new_arq_id(job_id))
+    if kind.exclusive and await store.count_pending(
+            engine.db, kinds=[kind.name], statuses=[s.value for s in UNFINISHED_STATUSES]):
+        raise JobBusy(kind.exclusive)
     if not await store.insert_job(engine.db, job, engine.settings.max_queued):
         raise QueueFull(engine.settings.max_queued)
     try:

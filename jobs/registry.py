@@ -49,6 +49,9 @@ class JobKind:
     # extra topics the kind's events concern (e.g. "prices" so coverage views refresh)
     topics: tuple[str, ...] = ()
     describe: Callable[[dict[str, Any]], str] = field(default=lambda params: "")
+    # one at a time: while a job of this kind is pending or running, another is refused with
+    # this message (None: any number at once)
+    exclusive: str | None = None
 
 
 class ParamsError(ValueError):

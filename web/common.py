@@ -17,7 +17,7 @@ from litestar.status_codes import (
 )
 
 from jobs.engine import Engine
-from jobs.queue import JobConflict, JobNotFound, QueueFull, QueueUnavailable
+from jobs.queue import JobBusy, JobConflict, JobNotFound, QueueFull, QueueUnavailable
 from jobs.registry import ParamsError
 from web.render import render
 
@@ -73,6 +73,10 @@ def conflict(_: Request[Any, Any, Any], exc: JobConflict) -> Response[dict[str, 
     return _json_error(HTTP_409_CONFLICT, str(exc), job_status=exc.status)
 
 
+def busy(_: Request[Any, Any, Any], exc: JobBusy) -> Response[dict[str, Any]]:
+    return _json_error(HTTP_409_CONFLICT, str(exc))
+
+
 def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     extra = exc.extra if isinstance(exc.extra, list) else []
     errors = [{"field": str(e.get("key") or e.get("source") or "body"), "message": e.get("message")}
@@ -98,6 +102,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     QueueUnavailable: queue_unavailable,
     JobNotFound: not_found,
     JobConflict: conflict,
+    JobBusy: busy,
     ValidationException: validation_error,
     HTTPException: http_error,
 }

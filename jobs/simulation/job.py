@@ -33,6 +33,7 @@ from jobs.simulation import store as sim_store
 from jobs.status import Status
 
 KIND = "simulation.run"
+BUSY = "Another simulation job is already running or pending"
 SIMULATION_EVENT = "simulation"
 
 
@@ -218,4 +219,5 @@ def resolve_trigger(start_date: date | None, end_date: date, models: list[str] |
 register(JobKind(
     name=KIND, title="Simulation", params_model=SimulationParams, func=simulate,
     first_status=Status.DOWNLOADING_DATA, choose_first_status=choose_first_status, describe=_describe,
+    exclusive=BUSY,
 ))

@@ -19,13 +19,10 @@ from jobs.prices.download import today_utc
 from jobs.registry import ParamsError, pydantic_errors
 from jobs.simulation import catalog
 from jobs.simulation import store as sim_store
-from jobs.simulation.job import KIND, SimulationParams, model_days, resolve_trigger
+from jobs.simulation.job import BUSY, KIND, SimulationParams, model_days, resolve_trigger
 from jobs.status import UNFINISHED_STATUSES
 
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-BUSY = "Another simulation job is already running or pending"
-
-
 class SimulationBusy(Exception):
     def __init__(self) -> None:
         super().__init__(BUSY)
@@ -108,5 +105,8 @@ async def trigger(engine: Engine, raw: dict[str, Any]) -> Triggered:
     if total == 0:
         first = min(starts.values())
         raise _error("end_date", f"no NYSE trading day from {first} to {req.end_date}")
-    job = await queue.submit(engine, KIND, params.model_dump(mode="json"), validated=True)
+    try:
+        job = await queue.submit(engine, KIND, params.model_dump(mode="json"), validated=True)
+    except queue.JobBusy:  # another trigger won the race since the check above
+        raise SimulationBusy() from None
     return Triggered(job, total, names, warnings)

@@ -246,3 +246,16 @@ def test_results_page_shows_grid_chart_and_metrics(sim: Stack) -> None:
     assert 'data-testid="cell-hold-2025-03-17" data-status="completed"' in page
     assert 'data-testid="curve-hold"' in page and 'data-testid="curve-mom"' in page
     assert 'data-testid="metrics-mom"' in page
+
+
+def test_retry_waits_its_turn_like_a_trigger(sim: Stack) -> None:
+    first = trigger(sim, start_date="2025-11-03", end_date="2025-11-07", models=["hold"]).json()
+    sim.wait(first["job_id"])
+    running = trigger(sim, start_date="2025-11-10", end_date="2025-11-14").json()
+    r = httpx.post(f"{sim.url}/api/jobs/{first['job_id']}/retry")
+    assert r.status_code == 409
+    assert r.json()["detail"] == "Another simulation job is already running or pending"
+    sim.wait(running["job_id"], timeout=60)
+    r = httpx.post(f"{sim.url}/api/jobs/{first['job_id']}/retry")
+    assert r.status_code == 202
+    sim.wait(r.json()["job_id"], timeout=60)
