@@ -53,6 +53,6 @@ def test_simulation_form_shows_errors_inline(desk: Stack, page: Page) -> None:
     form.get_by_test_id("sim-start-input").fill("2025-06-10")
     form.get_by_test_id("sim-end-input").fill("2025-06-02")
     form.get_by_test_id("sim-run-button").click()
-    expect(page.get_by_test_id("sim-start-error")).to_contain_text("on or before end_date")
+    expect(page.get_by_test_id("sim-end-error")).to_contain_text("on or after start_date")
     expect(page.get_by_test_id("sim-start-input")).to_have_value("2025-06-10")
     assert page.url == f"{desk.url}/simulations"

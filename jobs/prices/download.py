@@ -5,7 +5,6 @@ Also the machinery other kinds use to make sure prices are present (``fetch_miss
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -15,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from jobs.context import JobContext, cancellable
 from jobs.prices import store
 from jobs.prices.calendar import trading_days
+from jobs.prices.params import end_not_before_start, iso_date, tickers
 from jobs.prices.providers import (
     PROVIDER_NAMES,
-    SYMBOL_RE,
     PriceProvider,
     ProviderError,
     RateLimited,
@@ -36,7 +35,6 @@ def today_utc() -> date:
     return datetime.now(UTC).date()
 
 
-_ISO_DATE_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
 
 
 class DownloadParams(BaseModel):
@@ -51,41 +49,13 @@ class DownloadParams(BaseModel):
 
     @field_validator("symbols", mode="before")
     @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [v for v in value.replace(";", ",").replace(" ", ",").split(",") if v]
-        return value
-
-    @field_validator("symbols")
-    @classmethod
-    def _tickers(cls, value: list[str]) -> list[str]:
-        out: list[str] = []
-        for raw in value:
-            symbol = raw.strip().upper()
-            if not SYMBOL_RE.fullmatch(symbol):
-                raise ValueError(f"{raw!r} is not a ticker: use 1-10 letters or digits, "
-                                 "with '.' or '-' allowed after the first (e.g. AAPL, BRK.B)")
-            if symbol not in out:
-                out.append(symbol)
-        if not out:
-            raise ValueError("give at least one ticker (e.g. AAPL, MSFT)")
-        if len(out) > MAX_SYMBOLS:
-            raise ValueError(f"at most {MAX_SYMBOLS} symbols per download, got {len(out)}")
-        return out
+    def _tickers(cls, value: Any) -> list[str]:
+        return tickers(value, MAX_SYMBOLS, "download")
 
     @field_validator("start_date", "end_date", mode="before")
     @classmethod
-    def _iso_date(cls, value: Any) -> Any:
-        # Only YYYY-MM-DD: pydantic alone would also take timestamps and datetimes, and its
-        # messages do not say which format is expected.
-        if isinstance(value, date) and not isinstance(value, datetime):
-            return value
-        if isinstance(value, str) and _ISO_DATE_RE.match(value.strip()):
-            try:
-                return date.fromisoformat(value.strip())
-            except ValueError:
-                pass
-        raise ValueError(f"{value!r} is not a date: use YYYY-MM-DD (e.g. 2025-01-02)")
+    def _iso_date(cls, value: Any) -> date:
+        return iso_date(value)
 
     @field_validator("start_date")
     @classmethod
@@ -100,11 +70,7 @@ class DownloadParams(BaseModel):
     @field_validator("end_date")
     @classmethod
     def _end(cls, value: date, info: ValidationInfo) -> date:
-        start = info.data.get("start_date")
-        if isinstance(start, date) and value < start:
-            raise ValueError(f"must be on or after start_date ({start.isoformat()}), "
-                             f"got {value.isoformat()}")
-        return value
+        return end_not_before_start(info.data.get("start_date"), value)
 
     @field_validator("provider")
     @classmethod

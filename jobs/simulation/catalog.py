@@ -39,7 +39,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from jobs.prices.calendar import is_trading_day
-from jobs.prices.providers import SYMBOL_RE
+from jobs.prices.params import tickers
 from jobs.simulation import metrics
 from jobs.simulation.portfolio import Portfolio, rebalance
 from jobs.simulation.strategies import (
@@ -85,23 +85,7 @@ def _demo_tickers() -> list[str]:
 
 
 def _tickers(value: Any) -> list[str]:
-    if isinstance(value, str):
-        value = [v for v in value.replace(";", ",").replace(" ", ",").split(",") if v]
-    if not isinstance(value, list | tuple):
-        raise ValueError("must be a list of tickers (e.g. [\"AAPL\", \"MSFT\"])")
-    out: list[str] = []
-    for raw in value:
-        symbol = str(raw).strip().upper()
-        if not SYMBOL_RE.fullmatch(symbol):
-            raise ValueError(f"{raw!r} is not a ticker: use 1-10 letters or digits, "
-                             "with '.' or '-' allowed after the first (e.g. AAPL, BRK.B)")
-        if symbol not in out:
-            out.append(symbol)
-    if not out:
-        raise ValueError("give at least one ticker")
-    if len(out) > MAX_UNIVERSE:
-        raise ValueError(f"at most {MAX_UNIVERSE} symbols per universe, got {len(out)}")
-    return out
+    return tickers(value, MAX_UNIVERSE, "universe")
 
 
 class ModelSpec(BaseModel):

@@ -5,24 +5,24 @@ Only validation and bookkeeping happen here (it runs on the request path): no pr
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from jobs import queue, store
 from jobs.engine import Engine
 from jobs.models import Job
 from jobs.prices.download import today_utc
+from jobs.prices.params import end_not_before_start, iso_date
 from jobs.registry import ParamsError, pydantic_errors
 from jobs.simulation import catalog
 from jobs.simulation import store as sim_store
 from jobs.simulation.job import BUSY, KIND, SimulationParams, model_days, resolve_trigger
 from jobs.status import UNFINISHED_STATUSES
 
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
 class SimulationBusy(Exception):
     def __init__(self) -> None:
         super().__init__(BUSY)
@@ -39,14 +39,12 @@ class TriggerRequest(BaseModel):
     @field_validator("start_date", "end_date", mode="before")
     @classmethod
     def _iso(cls, value: Any) -> Any:
-        if value in (None, ""):
-            return None
-        if not isinstance(value, str) or not DATE_RE.match(value):
-            raise ValueError(f"{value!r} is not a date: use YYYY-MM-DD")
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a calendar date (YYYY-MM-DD)") from None
+        return None if value in (None, "") else iso_date(value)
+
+    @field_validator("end_date")
+    @classmethod
+    def _end(cls, value: date, info: ValidationInfo) -> date:
+        return end_not_before_start(info.data.get("start_date"), value)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -79,8 +77,6 @@ async def trigger(engine: Engine, raw: dict[str, Any]) -> Triggered:
         req = TriggerRequest.model_validate(raw)
     except ValidationError as exc:
         raise ParamsError(pydantic_errors(exc)) from None
-    if req.start_date and req.start_date > req.end_date:
-        raise _error("start_date", "start_date must be on or before end_date")
     try:
         specs = catalog.resolve_models(req.models)
     except ValueError as exc:

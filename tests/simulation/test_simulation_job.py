@@ -136,7 +136,7 @@ def test_missing_start_date_resumes_after_last_completed_day(sim: Stack) -> None
 @pytest.mark.parametrize(("body", "field", "words"), [
     ({"start_date": "2025/01/02", "end_date": "2025-01-10"}, "start_date", "YYYY-MM-DD"),
     ({"start_date": "2025-01-02", "end_date": "2025-13-10"}, "end_date", "YYYY-MM-DD"),
-    ({"start_date": "2025-01-10", "end_date": "2025-01-02"}, "start_date", "on or before end_date"),
+    ({"start_date": "2025-01-10", "end_date": "2025-01-02"}, "end_date", "on or after start_date"),
     ({"start_date": "2025-01-02", "end_date": "2025-03-10"}, "end_date", "at most 30 days"),
     ({"start_date": "2025-01-02", "end_date": "2025-01-10", "models": ["hold", "nope"]}, "models",
      "Unknown model 'nope'; known models: cross, hold, idle, mom"),

@@ -34,7 +34,7 @@ def test_form_errors_come_back_inline_beside_their_fields(site: Stack) -> None:
     r = httpx.post(f"{site.url}/simulations/run", headers=HTMX,
                    data={"start_date": "2025-02-10", "end_date": "2025-02-03", "models": ["hold"]})
     assert r.status_code == 422
-    assert 'data-testid="sim-start-error"' in r.text and "on or before end_date" in r.text
+    assert 'data-testid="sim-end-error"' in r.text and "on or after start_date" in r.text
     assert 'value="2025-02-10"' in r.text  # what was typed is kept
     r = httpx.post(f"{site.url}/simulations/run", headers=HTMX,
                    data={"start_date": "2025-02-03", "end_date": "2025-02-07", "models": ["zzz"]})
