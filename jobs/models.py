@@ -78,6 +78,7 @@ class Job(SQLModel, table=True):
             "result": self.result,
             "attempts": self.attempts,
             "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
             "cancel_requested_at": iso(self.cancel_requested_at),

@@ -114,8 +114,9 @@ async def cancel(engine: Engine, job_id: str) -> Job:
         if current.status in TERMINAL_STATUSES:
             raise JobConflict(current, "cancelled")
         return current
-    await engine.redis.publish(CANCEL_CHANNEL, job_id)
+    # the "cancelling" state first: the worker's "cancelled" must come after it in the stream
     await engine.publish_job(marked)
+    await engine.redis.publish(CANCEL_CHANNEL, job_id)
     return marked
 
 

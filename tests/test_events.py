@@ -102,3 +102,29 @@ def test_too_slow_client_is_dropped_not_buffered() -> None:
     items = asyncio.run(scenario())
     assert len(items) == 3  # memory stays bounded by the queue size
     assert items[-1] is CLOSE  # and the stream ends, so the browser reconnects and resumes
+
+
+def test_embedded_panels_get_fragments_whose_links_stay_embedded(stack: Stack) -> None:
+    job_id = stack.submit("diagnostics.noop")
+    stack.wait(job_id)
+    with _stream(f"{stack.url}/events?topic=jobs&embed=1") as r:
+        row = next(e for e in sse_events(r) if e.get("event") == f"job-row-{job_id}")
+    assert f'href="/jobs/{job_id}?embed=1"' in row["data"]
+    with _stream(f"{stack.url}/events?topic=jobs") as r:
+        row = next(e for e in sse_events(r) if e.get("event") == f"job-row-{job_id}")
+    assert f'href="/jobs/{job_id}"' in row["data"]
+
+
+def test_an_older_job_state_never_overwrites_a_newer_one() -> None:
+    from jobs.events import Event
+    from web.events import Hub
+
+    hub = Hub(engine=None)  # type: ignore[arg-type]
+
+    def state(entry: str, status: str, updated: str) -> Event:
+        return Event(entry, "job", ("jobs",), {"id": "j1", "status": status, "updated_at": updated})
+
+    assert not hub.is_stale(state("1-0", "running", "2026-01-01T10:00:00.000002+00:00"))
+    assert not hub.is_stale(state("2-0", "cancelled", "2026-01-01T10:00:00.000005+00:00"))
+    # the web's "cancel requested" (committed before the worker's "cancelled") arrives late
+    assert hub.is_stale(state("3-0", "running", "2026-01-01T10:00:00.000003+00:00"))

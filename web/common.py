@@ -27,7 +27,11 @@ def engine_of(request: Request[Any, Any, Any]) -> Engine:
 
 
 def is_embed(request: Request[Any, Any, Any]) -> bool:
-    return request.query_params.get("embed") in ("1", "true", "yes")
+    """?embed=1 on the request, or on the page an htmx request comes from (HX-Current-URL)."""
+    if request.query_params.get("embed") in ("1", "true", "yes"):
+        return True
+    current = request.headers.get("hx-current-url", "")
+    return "embed=1" in current.partition("?")[2].split("&")
 
 
 def is_htmx(request: Request[Any, Any, Any]) -> bool:

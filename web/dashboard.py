@@ -71,7 +71,7 @@ def _check_filters(kind: str | None, status: str | None) -> None:
 # -- live updates -----------------------------------------------------------------------------
 @renderer("job", "jobs")
 async def _jobs_topic(event: Event, topic: str, engine: Engine) -> list[tuple[str, str]]:
-    row = render("fragments/job_row.html", job=event.data, embed=False)
+    row = render("fragments/job_row.html", job=event.data)
     out = [(f"job-row-{event.data['id']}", row)]
     if event.data.get("event") == "created":
         out.append(("job-new", row))
@@ -83,7 +83,7 @@ async def _jobs_topic(event: Event, topic: str, engine: Engine) -> list[tuple[st
 @snapshot("jobs")
 async def _jobs_state(topic: str, engine: Engine) -> list[tuple[str, str]]:
     jobs, _ = await store.list_jobs(engine.db, limit=PAGE_SIZE * 2)
-    out = [(f"job-row-{j.id}", render("fragments/job_row.html", job=job_payload(j), embed=False))
+    out = [(f"job-row-{j.id}", render("fragments/job_row.html", job=job_payload(j)))
            for j in jobs]
     out.append(("overview", render("fragments/overview.html", **await overview_context(engine))))
     return out
@@ -91,7 +91,7 @@ async def _jobs_state(topic: str, engine: Engine) -> list[tuple[str, str]]:
 
 @renderer("job", "job")
 async def _job_topic(event: Event, topic: str, engine: Engine) -> list[tuple[str, str]]:
-    return [("job-detail", render("fragments/job_detail.html", job=event.data, embed=False))]
+    return [("job-detail", render("fragments/job_detail.html", job=event.data))]
 
 
 @renderer("log", "job")
@@ -104,7 +104,7 @@ async def _job_state(topic: str, engine: Engine) -> list[tuple[str, str]]:
     ctx = await job_context(engine, topic.split(":", 1)[1])
     if ctx is None:
         return []
-    return [("job-detail", render("fragments/job_detail.html", job=ctx["job"], embed=False)),
+    return [("job-detail", render("fragments/job_detail.html", job=ctx["job"])),
             ("job-log-all", render("fragments/log.html", logs=ctx["logs"])), *ctx["panels"]]
 
 

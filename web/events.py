@@ -27,6 +27,7 @@ from jobs.engine import Engine, redis_client
 from jobs.events import Event, latest_id, oldest_id, read_after
 from jobs.keys import EVENT_STREAM
 from jobs.status import UNFINISHED_STATUSES
+from web.render import EMBED
 
 log = logging.getLogger("marketdesk.events")
 
@@ -73,7 +74,12 @@ class Client:
     topics: frozenset[str]
     queue: asyncio.Queue[object]
     as_json: bool = False  # raw event data for tools (the CLI), instead of HTML fragments
+    embed: bool = False  # fragments for an embedded panel (links keep ?embed=1)
     overflowed: bool = False
+
+    @property
+    def variant(self) -> str:
+        return "json" if self.as_json else ("embed" if self.embed else "html")
 
     def offer(self, item: object) -> None:
         if self.overflowed:
@@ -98,6 +104,7 @@ class Hub:
     _task: asyncio.Task[None] | None = None
     dropped: int = 0
     delivered: int = 0
+    job_versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def clients(self) -> set[Client]:
@@ -119,8 +126,8 @@ class Hub:
                 await self._task
         await self._redis.aclose()
 
-    def subscribe(self, topics: frozenset[str], as_json: bool = False) -> Client:
-        client = Client(topics, asyncio.Queue(maxsize=self.queue_size), as_json)
+    def subscribe(self, topics: frozenset[str], as_json: bool = False, embed: bool = False) -> Client:
+        client = Client(topics, asyncio.Queue(maxsize=self.queue_size), as_json, embed)
         for topic in topics:
             self.by_topic[topic].add(client)
         return client
@@ -153,23 +160,36 @@ class Hub:
             except Exception:
                 log.exception("event dispatch failed")
 
+    def is_stale(self, event: Event) -> bool:
+        """A job event older than one already sent for that job (two processes publish job
+        events, the web on a cancel request and the worker on its way; their XADDs can cross)."""
+        if event.type != "job":
+            return False
+        job_id, updated = event.data.get("id"), event.data.get("updated_at") or ""
+        last = self.job_versions.get(job_id, "")
+        if updated and updated < last:
+            return True
+        self.job_versions[job_id] = updated
+        if len(self.job_versions) > 10_000:
+            self.job_versions.pop(next(iter(self.job_versions)))
+        return False
+
     async def dispatch(self, event: Event) -> None:
+        if self.is_stale(event):
+            return
         for topic in event.topics:
             subscribers = self.by_topic.get(topic)
             if not subscribers:
                 continue
-            # rendered and encoded once per event and topic, whatever the number of clients
-            html_item = json_item = None
+            # rendered and encoded once per event, topic and variant, whatever the number of clients
+            wire: dict[str, tuple[str, bytes]] = {}
             for client in list(subscribers):
-                if client.as_json:
-                    json_item = json_item or (event.id, encode(event.id, json_messages(event)))
-                    client.offer(json_item)
-                else:
-                    if html_item is None:
-                        messages = await render_event(event, topic, self.engine)
-                        html_item = (event.id, encode(event.id, messages) if messages else b"")
-                    if html_item[1]:
-                        client.offer(html_item)
+                variant = client.variant
+                if variant not in wire:
+                    messages = await render_for(client, event, topic, self.engine)
+                    wire[variant] = (event.id, encode(event.id, messages) if messages else b"")
+                if wire[variant][1]:
+                    client.offer(wire[variant])
                 if client.overflowed:
                     self.dropped += 1
             self.delivered += len(subscribers)
@@ -184,6 +204,16 @@ async def render_event(event: Event, topic: str, engine: Engine) -> list[Message
         except Exception:
             log.exception("rendering %s for %s failed", event.type, topic)
     return out
+
+
+async def render_for(client: Client, event: Event, topic: str, engine: Engine) -> list[Message]:
+    if client.as_json:
+        return json_messages(event)
+    token = EMBED.set(client.embed)
+    try:
+        return await render_event(event, topic, engine)
+    finally:
+        EMBED.reset(token)
 
 
 def json_messages(event: Event) -> list[Message]:
@@ -229,9 +259,7 @@ async def _replay(hub: Hub, client: Client, last_id: str) -> tuple[list[ServerSe
             cursor = event.id
             for topic in event.topics:
                 if topic in client.topics:
-                    messages = (json_messages(event) if client.as_json
-                                else await render_event(event, topic, hub.engine))
-                    out.extend(_sse(event.id, messages))
+                    out.extend(_sse(event.id, await render_for(client, event, topic, hub.engine)))
     return out, cursor
 
 
@@ -250,14 +278,19 @@ async def _current_state(hub: Hub, client: Client) -> list[Message]:
                 jobs = await store.jobs_in(hub.engine.db, [s.value for s in UNFINISHED_STATUSES])
                 messages.append(("jobs", json.dumps([job_payload(j) for j in jobs], default=str)))
         return messages
-    for topic in sorted(client.topics):
-        messages.extend(await _SNAPSHOTS[topic_prefix(topic)](topic, hub.engine))
+    token = EMBED.set(client.embed)
+    try:
+        for topic in sorted(client.topics):
+            messages.extend(await _SNAPSHOTS[topic_prefix(topic)](topic, hub.engine))
+    finally:
+        EMBED.reset(token)
     return messages
 
 
 async def client_stream(hub: Hub, topics: frozenset[str], last_event_id: str | None,
-                        as_json: bool = False) -> AsyncIterator[ServerSentEvent | bytes]:
-    client = hub.subscribe(topics, as_json)
+                        as_json: bool = False, embed: bool = False
+                        ) -> AsyncIterator[ServerSentEvent | bytes]:
+    client = hub.subscribe(topics, as_json, embed)
     try:
         sent_up_to = hub.position
         replay = None
@@ -286,8 +319,8 @@ async def client_stream(hub: Hub, topics: frozenset[str], last_event_id: str | N
 
 
 @get("/events")
-async def events_stream(request: Request, topic: list[str],
-                        format: str = "html") -> EventSourceResponse:
+async def events_stream(request: Request, topic: list[str], format: str = "html",
+                        embed: bool = False) -> EventSourceResponse:
     """Server-sent events for the given topics (``jobs``, ``prices``, ``job:<id>``).
 
     ``format=html`` (default) sends the page's fragments; ``format=json`` the raw event data.
@@ -298,10 +331,11 @@ async def events_stream(request: Request, topic: list[str],
         raise ValidationException(f"format: {format!r} is not allowed; allowed: html, json")
     last_event_id = request.headers.get("last-event-id")
     return EventSourceResponse(
-        client_stream(hub, topics, last_event_id, format == "json"),
+        client_stream(hub, topics, last_event_id, format == "json", embed),
         ping=int(hub.engine.settings.sse_keepalive_seconds),
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         shutdown_event=hub.shutdown,
+        shutdown_grace_period=1,
         # no per-send timeout (its cancel scope cost a fifth of fan-out CPU): a stalled client
         # only fills its bounded queue, is marked overflowed and dropped
     )

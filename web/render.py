@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -64,5 +65,11 @@ def make_environment() -> Environment:
 ENV = make_environment()
 
 
+# Set while the event hub renders for embedded panels, so links inside live fragments keep
+# ?embed=1 (a fragment rendered for a request is told `embed` by its route).
+EMBED: ContextVar[bool] = ContextVar("embed", default=False)
+
+
 def render(template: str, **context: Any) -> str:
+    context.setdefault("embed", EMBED.get())
     return ENV.get_template(template).render(**context)
