@@ -261,6 +261,23 @@ def summarize_py_spy(path: Path, top: int = 30) -> str:
     return "\n".join(lines)
 
 
+def run_with_stack(stack: Any, work: Any, banner: str = "") -> None:
+    """Start ``stack``, run ``work()``, and stop everything it started, also on Ctrl-C."""
+    interrupted = False
+    try:
+        stack.start()
+        print(f"# stack up at {stack.url}{banner}", flush=True)
+        work()
+    except KeyboardInterrupt:
+        interrupted = True
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        left = stop_stack(stack, interrupted)
+        if left:
+            print(f"# stopped what the stack left behind: {', '.join(left)}", file=sys.stderr)
+
+
 def stop_stack(stack: Any, interrupted: bool = False) -> list[str]:
     """Stop a tests.stack.Stack and make sure nothing it started outlives it.
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import latency_cells, machine_line, md_table, percentile, run, sigterm_as_exit, stop_stack
+from _common import latency_cells, machine_line, md_table, percentile, run, run_with_stack, sigterm_as_exit
 
 from tests.stack import TERMINAL, Stack
 
@@ -252,20 +252,7 @@ def main() -> None:
         sys.exit(f"{CHROMIUM} is missing: apt-get install chromium")
     with tempfile.TemporaryDirectory(prefix="bench-screen-") as tmp:
         stack = Stack(Path(tmp), workers=1, max_jobs=1)
-        interrupted = False
-        try:
-            stack.start()
-            print(f"# stack up at {stack.url}", flush=True)
-            results = run(bench(stack, args))
-            report(results, args)
-        except KeyboardInterrupt:
-            interrupted = True
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
-        finally:
-            left = stop_stack(stack, interrupted)
-            if left:
-                print(f"# stopped what the stack left behind: {', '.join(left)}", file=sys.stderr)
+        run_with_stack(stack, lambda: report(run(bench(stack, args)), args), "")
 
 
 if __name__ == "__main__":

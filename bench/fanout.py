@@ -34,9 +34,9 @@ from _common import (
     raise_nofile,
     rss_bytes,
     run,
+    run_with_stack,
     sched_seconds,
     sigterm_as_exit,
-    stop_stack,
     summarize_py_spy,
 )
 
@@ -349,20 +349,7 @@ def main() -> None:
         sys.exit(f"open-files limit {soft} (hard {hard}) is too low for {args.clients} clients")
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         stack = Stack(Path(tmp), workers=0, env={"MARKETDESK_MAX_QUEUED": "1000"})
-        interrupted = False
-        try:
-            stack.start()
-            print(f"# stack up at {stack.url}; ulimit -n {soft}", flush=True)
-            r = run(bench(stack, args))
-            report(r, args)
-        except KeyboardInterrupt:
-            interrupted = True
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
-        finally:
-            left = stop_stack(stack, interrupted)
-            if left:
-                print(f"# stopped what the stack left behind: {', '.join(left)}", file=sys.stderr)
+        run_with_stack(stack, lambda: report(run(bench(stack, args)), args), f"; ulimit -n {soft}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -29,9 +28,9 @@ from _common import (
     md_table,
     py_spy_start,
     run,
+    run_with_stack,
     sigterm_as_exit,
     stack_processes,
-    stop_stack,
     summarize_py_spy,
 )
 
@@ -323,20 +322,7 @@ def main() -> None:
         data_dir = args.data_dir or Path(tmp)
         stack = Stack(data_dir, workers=args.workers,
                       env={"MARKETDESK_MAX_QUEUED": "1000000"})
-        interrupted = False
-        try:
-            stack.start()
-            print(f"# stack up at {stack.url} (data in {data_dir})", flush=True)
-            results = run(bench(stack, args))
-            report(results, args, stack)
-        except KeyboardInterrupt:
-            interrupted = True
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
-        finally:
-            left = stop_stack(stack, interrupted)
-            if left:
-                print(f"# stopped what the stack left behind: {', '.join(left)}", file=sys.stderr)
+        run_with_stack(stack, lambda: report(run(bench(stack, args)), args, stack), f" (data in {data_dir})")
 
 
 if __name__ == "__main__":
