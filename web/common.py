@@ -12,7 +12,6 @@ from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_429_TOO_MANY_REQUESTS,
-    HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
@@ -93,11 +92,6 @@ def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Res
 
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     return _json_error(exc.status_code, str(exc.detail))
-
-
-def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    request.logger.exception("unhandled error on %s", request.url.path)
-    return _json_error(HTTP_500_INTERNAL_SERVER_ERROR, f"Internal error: {type(exc).__name__}")
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -117,14 +117,6 @@ async def details(db: Database, job_id: str) -> list[SimulationDay]:
         return list((await s.exec(stmt)).all())
 
 
-async def detail_counts(db: Database, job_id: str) -> dict[str, int]:
-    async with db.session() as s:
-        stmt = (select(SimulationDay.status, sa.func.count())
-                .where(col(SimulationDay.job_id) == job_id).group_by(SimulationDay.status))
-        counts = {status: int(n) for status, n in (await s.exec(stmt)).all()}
-    return counts
-
-
 async def equity_curves(db: Database, models: Iterable[str], start: date,
                         end: date) -> dict[str, list[tuple[date, float]]]:
     models = list(models)
