@@ -205,7 +205,9 @@ async def run_ours(settings: Settings, url: str, args: argparse.Namespace, redis
                            - datetime.fromisoformat(str(row[0]))).total_seconds()
         if profiler:
             buf = io.StringIO()
-            pstats.Stats(profiler, stream=buf).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_PROFILE_TOP", "25")))
+            sort = os.environ.get("BENCH_PROFILE_SORT", "tottime")
+            top = int(os.environ.get("BENCH_PROFILE_TOP", "25"))
+            pstats.Stats(profiler, stream=buf).sort_stats(sort).print_stats(top)
             out["profile"] = buf.getvalue()
     finally:
         await engine.db.dispose()
