@@ -57,6 +57,21 @@ def snapshot(topic_prefix: str) -> Callable[[Snapshot], Snapshot]:
     return deco
 
 
+def stale_job_event(event: Event, versions: dict[str, str]) -> bool:
+    """A job event older than one already sent for that job (two processes publish job events,
+    the web on a cancel request and the worker on its way, and their XADDs can cross).
+    ``versions`` remembers the newest ``updated_at`` seen per job."""
+    if event.type != "job":
+        return False
+    job_id, updated = event.data.get("id"), event.data.get("updated_at") or ""
+    if updated and updated < versions.get(job_id, ""):
+        return True
+    versions[job_id] = updated
+    if len(versions) > 10_000:
+        versions.pop(next(iter(versions)))
+    return False
+
+
 def topic_prefix(topic: str) -> str:
     return topic.split(":", 1)[0]
 
@@ -161,18 +176,7 @@ class Hub:
                 log.exception("event dispatch failed")
 
     def is_stale(self, event: Event) -> bool:
-        """A job event older than one already sent for that job (two processes publish job
-        events, the web on a cancel request and the worker on its way; their XADDs can cross)."""
-        if event.type != "job":
-            return False
-        job_id, updated = event.data.get("id"), event.data.get("updated_at") or ""
-        last = self.job_versions.get(job_id, "")
-        if updated and updated < last:
-            return True
-        self.job_versions[job_id] = updated
-        if len(self.job_versions) > 10_000:
-            self.job_versions.pop(next(iter(self.job_versions)))
-        return False
+        return stale_job_event(event, self.job_versions)
 
     async def dispatch(self, event: Event) -> None:
         if self.is_stale(event):
@@ -251,12 +255,15 @@ async def _replay(hub: Hub, client: Client, last_id: str) -> tuple[list[ServerSe
         return None
     out: list[ServerSentEvent] = []
     cursor = last_id
+    versions: dict[str, str] = {}
     while True:
         events = await read_after(redis, cursor, count=500)
         if not events:
             break
         for event in events:
             cursor = event.id
+            if stale_job_event(event, versions):
+                continue
             for topic in event.topics:
                 if topic in client.topics:
                     out.extend(_sse(event.id, await render_for(client, event, topic, hub.engine)))
