@@ -71,6 +71,21 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
 
 
+async def dated_series(db: Database, key: Any, day: Any, value: Any, keys: list[str],
+                       start: Any, end: Any) -> dict[str, list[tuple[Any, float]]]:
+    """``{key: [(day, value), ...]}`` oldest first, for each of ``keys`` (empty when none),
+    from three columns of one table over days in [start, end]."""
+    out: dict[str, list[tuple[Any, float]]] = {k: [] for k in keys}
+    if not keys:
+        return out
+    stmt = (sa.select(key, day, value).where(key.in_(keys), day >= start, day <= end)
+            .order_by(key, day))
+    async with db.session() as s:
+        for k, d, v in (await s.execute(stmt)).all():
+            out[k].append((d, float(v)))
+    return out
+
+
 class Database:
     """An engine and its session factory; one per process."""
 

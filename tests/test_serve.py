@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 
 import httpx
 
-from tests.stack import Stack
+from tests.stack import ROOT, Stack, free_port
 
 
 def _alive(pid: int) -> bool:
@@ -44,14 +48,10 @@ def test_sigterm_stops_everything_within_5_seconds(tmp_path, database) -> None:
         assert s2.wait(job_id, timeout=60)["status"] == "completed"
 
 
-def test_first_serve_seeds_demo_data_once(tmp_path) -> None:
-    import subprocess
-    import sys
-
-    from tests.stack import ROOT, free_port
-
-    port = free_port()
-    env = {**os.environ, "MARKETDESK_DATA_DIR": str(tmp_path / "demo")}
+@contextlib.contextmanager
+def serving(data_dir, port: int) -> Iterator[list[str]]:
+    """`marketdesk serve` (demo included) until it says it is running; its lines so far."""
+    env = {**os.environ, "MARKETDESK_DATA_DIR": str(data_dir)}
     proc = subprocess.Popen([sys.executable, "-m", "web.cli", "serve", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -61,6 +61,15 @@ def test_first_serve_seeds_demo_data_once(tmp_path) -> None:
             lines.append(line)
             if "marketdesk is running at" in line:
                 break
+        yield lines
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_first_serve_seeds_demo_data_once(tmp_path) -> None:
+    port = free_port()
+    with serving(tmp_path / "demo", port) as lines:
         assert f"http://127.0.0.1:{port}/" in lines[-1]
         assert any("seeded demo data" in line for line in lines)
         coverage = httpx.get(f"http://127.0.0.1:{port}/api/prices/coverage").json()["coverage"]
@@ -69,20 +78,5 @@ def test_first_serve_seeds_demo_data_once(tmp_path) -> None:
         jobs = httpx.get(f"http://127.0.0.1:{port}/api/jobs").json()["jobs"]
         assert len(jobs) >= 3 and any(j["warnings"] for j in jobs)
         assert {j["status"] for j in jobs} >= {"completed", "partial", "failed"}
-    finally:
-        proc.terminate()
-        proc.wait(10)
-    # a second start does not seed again
-    proc = subprocess.Popen([sys.executable, "-m", "web.cli", "serve", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    try:
-        lines = []
-        for line in proc.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            if "marketdesk is running at" in line:
-                break
+    with serving(tmp_path / "demo", port) as lines:  # a second start does not seed again
         assert not any("seeded demo data" in line for line in lines)
-    finally:
-        proc.terminate()
-        proc.wait(10)

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
-from jobs.db import Database, utcnow
+from jobs.db import Database, dated_series, utcnow
 from jobs.prices.calendar import trading_days
 from jobs.prices.models import PriceBar
 
@@ -124,15 +124,5 @@ def prioritize(missing: dict[str, set[date]]) -> list[str]:
 async def closes(db: Database, symbols: Iterable[str], start: date,
                  end: date) -> dict[str, list[tuple[date, float]]]:
     """Closing prices per symbol in [start, end], oldest first."""
-    symbols = list(symbols)
-    out: dict[str, list[tuple[date, float]]] = {s: [] for s in symbols}
-    if not symbols:
-        return out
-    async with db.session() as s:
-        stmt = (select(PriceBar.symbol, PriceBar.day, PriceBar.close)
-                .where(col(PriceBar.symbol).in_(symbols), col(PriceBar.day) >= start,
-                       col(PriceBar.day) <= end)
-                .order_by(PriceBar.symbol, PriceBar.day))
-        for symbol, day, close in (await s.exec(stmt)).all():
-            out[symbol].append((day, float(close)))
-    return out
+    return await dated_series(db, col(PriceBar.symbol), col(PriceBar.day), col(PriceBar.close),
+                              list(symbols), start, end)

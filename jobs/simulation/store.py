@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -13,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
-from jobs.db import Database
+from jobs.db import Database, dated_series
 from jobs.simulation.tables import ModelDayResult, SimulationDay
 
 _RESULT = ModelDayResult.__table__  # type: ignore[attr-defined]
@@ -119,16 +118,8 @@ async def details(db: Database, job_id: str) -> list[SimulationDay]:
 
 async def equity_curves(db: Database, models: Iterable[str], start: date,
                         end: date) -> dict[str, list[tuple[date, float]]]:
-    models = list(models)
-    out: dict[str, list[tuple[date, float]]] = defaultdict(list)
-    async with db.session() as s:
-        stmt = (select(ModelDayResult.model, ModelDayResult.day, ModelDayResult.value)
-                .where(col(ModelDayResult.model).in_(models), col(ModelDayResult.day) >= start,
-                       col(ModelDayResult.day) <= end)
-                .order_by(ModelDayResult.model, ModelDayResult.day))
-        for model, day, value in (await s.exec(stmt)).all():
-            out[model].append((day, float(value)))
-    return {m: out.get(m, []) for m in models}
+    return await dated_series(db, col(ModelDayResult.model), col(ModelDayResult.day),
+                              col(ModelDayResult.value), list(models), start, end)
 
 
 async def trade_counts(db: Database, models: Iterable[str], start: date, end: date) -> dict[str, int]:

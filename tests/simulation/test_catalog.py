@@ -31,13 +31,8 @@ from jobs.simulation.catalog import (
     step,
     strategies_api,
 )
-from jobs.simulation.strategies import ENTRY_POINT_GROUP, History, Point, Strategy, StrategyError
-
-DAYS = trading_days(date(2025, 3, 3), date(2025, 5, 30))
-
-
-def series(*closes: float, start: int = 0) -> list[Point]:
-    return [(DAYS[start + i], float(c)) for i, c in enumerate(closes)]
+from jobs.simulation.strategies import ENTRY_POINT_GROUP, History, Strategy, StrategyError
+from tests.simulation.series import DAYS, series
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jobs.prices.calendar import trading_days
 from jobs.simulation import strategies
 from jobs.simulation.strategies import (
     BUILTIN_STRATEGIES,
@@ -32,12 +31,7 @@ from jobs.simulation.strategies import (
     strategy_names,
     trailing_return,
 )
-
-DAYS = trading_days(date(2025, 3, 3), date(2025, 5, 30))
-
-
-def series(*closes: float, start: int = 0) -> list[Point]:
-    return [(DAYS[start + i], float(c)) for i, c in enumerate(closes)]
+from tests.simulation.series import DAYS, series
 
 
 def upto(history: dict[str, list[Point]], i: int) -> History:
