@@ -72,10 +72,11 @@ def install_timers() -> StepTimer:
     t = StepTimer()
     t.wrap(jobs_worker, "run_job", "run_job (the whole wrapper)")
     t.wrap(store, "get_job", "  store.get_job (SELECT)")
-    t.wrap(store, "transition", "  store.transition (UPDATE … RETURNING + COMMIT)")
+    t.wrap(store, "claim", "  store.claim (UPDATE … RETURNING + COMMIT)")
     t.wrap(jobs_worker, "_execute", "  _execute (validate params, tasks, the job function)")
-    t.wrap(Engine, "publish_job", "  engine.publish_job (XADD)")
-    t.wrap(Engine, "log", "  engine.log (INSERT log + COMMIT + refresh, XADD)")
+    t.wrap(store, "finish_job", "  store.finish_job (UPDATE … RETURNING + INSERT log + COMMIT)")
+    t.wrap(Engine, "publish", "  engine.publish (XADD, pipelined when several)")
+    t.wrap(Engine, "log", "  engine.log (INSERT log + COMMIT, XADD)")
     return t
 
 
@@ -87,7 +88,7 @@ class SqlCounter:
         self.commits = 0
         self.connects = 0
         self.enabled = False
-        sync = engine.db.engine.sync_engine
+        sync = engine.db.engine
 
         @event.listens_for(sync, "connect")
         def _connect(*args: Any) -> None:
@@ -106,26 +107,26 @@ class SqlCounter:
 
 
 class HopCounter:
-    """Counts aiosqlite's hand-offs to its connection thread (one per DB-API call)."""
+    """Counts store operations: each is one hand-off to the database thread (SQLite)."""
 
     def __init__(self) -> None:
-        import aiosqlite.core
+        from jobs.db import Database
 
         self.count = 0
         self.enabled = False
-        self._cls = aiosqlite.core.Connection
-        self._original = self._cls._execute
+        self._cls = Database
+        self._original = Database.run
         counter, original = self, self._original
 
-        async def counted(conn: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        async def counted(db: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
             if counter.enabled:
                 counter.count += 1
-            return await original(conn, fn, *args, **kwargs)
+            return await original(db, fn, *args, **kwargs)
 
-        self._cls._execute = counted  # type: ignore[method-assign]
+        Database.run = counted  # type: ignore[method-assign]
 
     def restore(self) -> None:
-        self._cls._execute = self._original  # type: ignore[method-assign]
+        self._cls.run = self._original  # type: ignore[method-assign]
 
 
 async def commandstats(redis: Any) -> Counter[str]:
@@ -191,18 +192,15 @@ async def run_ours(settings: Settings, url: str, args: argparse.Namespace, redis
         out["sql"], out["commits"] = sql.statements, sql.commits
         out["connects"], out["hops"] = sql.connects, hops.count
         out["timers"] = (dict(timers.total), dict(timers.calls))
-        counts = await store.status_counts(engine.db)
+        counts = (await store.overview(engine.db))["counts"]
         out["completed"] = counts.get("completed", 0)
         out["not_completed"] = {k: v for k, v in counts.items() if v and k != "completed"}
-        async with engine.db.engine.connect() as conn:
-            from sqlalchemy import text
+        from sqlalchemy import func, select
 
-            row = (await conn.execute(text("SELECT min(started_at), max(finished_at) FROM job"))).one()
-        from datetime import datetime
-
-        if row[0] and row[1]:
-            out["span"] = (datetime.fromisoformat(str(row[1]))
-                           - datetime.fromisoformat(str(row[0]))).total_seconds()
+        first, last = await engine.db.run(lambda conn: conn.execute(
+            select(func.min(store.JOB.c.started_at), func.max(store.JOB.c.finished_at))).one())
+        if first and last:
+            out["span"] = (last - first).total_seconds()
         if profiler:
             buf = io.StringIO()
             sort = os.environ.get("BENCH_PROFILE_SORT", "tottime")
@@ -234,7 +232,7 @@ async def run_bare(url: str, args: argparse.Namespace, redis_pid: int) -> dict[s
         out["submit_s"] = time.perf_counter() - t
         worker = Worker(functions=[func(noop, name="noop", max_tries=1)],  # type: ignore[arg-type]
                         redis_pool=pool, burst=True, max_jobs=args.max_jobs,
-                        poll_delay=args.poll_delay, keep_result=60, handle_signals=False,
+                        poll_delay=args.poll_delay, keep_result=0, handle_signals=False,
                         job_timeout=timedelta(days=1), health_check_interval=30)
         before_cmds = await commandstats(pool)
         cpu0, rcpu0 = time.process_time(), cpu_seconds(redis_pid)
@@ -301,7 +299,7 @@ def report(ours: dict[str, Any], bare: dict[str, Any], args: argparse.Namespace)
     print("\n### What our worker does per job\n")
     sql_rows = [[f"SQL {k}", f"{v / n:.2f}"] for k, v in sorted(ours["sql"].items())]
     sql_rows.append(["SQL COMMIT", f"{ours['commits'] / n:.2f}"])
-    sql_rows.append(["aiosqlite thread hand-offs (one per DB-API call)", f"{ours['hops'] / n:.1f}"])
+    sql_rows.append(["store operations (one database-thread hand-off each)", f"{ours['hops'] / n:.1f}"])
     sql_rows.append(["new SQLite connections opened (pool overflow churn)", f"{ours['connects'] / n:.2f}"])
     cmd_names = sorted(set(ours["cmds"]) | set(bare["cmds"]),
                        key=lambda c: -(ours["cmds"].get(c, 0) + bare["cmds"].get(c, 0)))

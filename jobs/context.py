@@ -37,12 +37,25 @@ class JobContext:
         self._cancel_async = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._progress_written = 0.0
+        # the task running the job function: a cancel it has not obeyed after the grace period
+        # cancels it (``forced``); code in a thread is not stopped that way, it checks itself
+        self.stop_after_grace: asyncio.Task[Any] | None = None
+        self.forced = False
 
     # -- cancellation -------------------------------------------------------------------------
     def request_cancel(self) -> None:
         """Called by the worker (event loop thread) when a cancel arrives."""
+        if self._cancel.is_set():
+            return
         self._cancel.set()
         self._cancel_async.set()
+        self._loop.call_later(self.engine.settings.cancel_grace_seconds, self._force_stop)
+
+    def _force_stop(self) -> None:
+        task = self.stop_after_grace
+        if task is not None and not task.done():
+            self.forced = True
+            task.cancel()
 
     @property
     def cancelled(self) -> bool:

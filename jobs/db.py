@@ -1,16 +1,34 @@
-"""Database engine and sessions: SQLite (WAL, busy timeout) by default, PostgreSQL by URL."""
+"""The database: one hand-off per store operation, never a blocking call on the event loop.
+
+A store operation is a plain function of a SQLAlchemy ``Connection`` (decorated with
+``@operation``); it runs inside one transaction, committed when it returns, rolled back when
+it raises. Awaiting it costs one hand-off, whatever the number of statements in it:
+
+- SQLite (the default): a sync engine whose one connection lives on the process's own
+  database thread. SQLite has one writer at a time anyway; one connection per process makes
+  the process's statements queue in order instead of sleeping in SQLite's busy handler.
+  (aiosqlite hands every DB-API call to its thread and back: ~16 hand-offs for one job.)
+- PostgreSQL: asyncpg through SQLAlchemy's async engine; the function runs in a greenlet
+  (``AsyncConnection.run_sync``) that awaits the network without any thread.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+import functools
+import queue
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import create_async_engine
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -46,33 +64,260 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    if is_sqlite(url):
-        # One connection per process: SQLite has one writer at a time anyway, and connections
-        # competing for its lock sleep in its busy handler (backing off up to 100 ms) instead of
-        # queueing; one connection makes the process's statements queue on the pool instead.
-        kwargs.setdefault("pool_size", 1)
-        kwargs.setdefault("max_overflow", 0)
-        kwargs.setdefault("pool_timeout", 60)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+def normalize_url(url: str) -> str:
+    """The URL with the driver we use: pysqlite for SQLite, asyncpg for PostgreSQL.
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    Older settings name ``sqlite+aiosqlite``; tools name ``postgresql://`` or ``postgres://``
+    or another driver: all of them mean the same database.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"not a database URL: {url!r} (e.g. sqlite:///path/marketdesk.db or "
+                         "postgresql+asyncpg://user@host/db)")
+    backend = scheme.split("+", 1)[0]
+    if backend == "sqlite":
+        return f"sqlite://{rest}"
+    if backend in ("postgresql", "postgres"):
+        return f"postgresql+asyncpg://{rest}"
+    raise ValueError(f"unsupported database {backend!r} in {url!r}: use sqlite or postgresql")
 
 
-async def dated_series(db: Database, key: Any, day: Any, value: Any, keys: list[str],
-                       start: Any, end: Any) -> dict[str, list[tuple[Any, float]]]:
+@dataclass(slots=True)
+class _Call:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    loop: asyncio.AbstractEventLoop | None  # None: a blocking caller, waiting on ``done``
+    future: Any  # an asyncio.Future, or for a blocking caller a callback(result, error)
+
+
+class _SQLiteThread:
+    """The thread a process's one SQLite connection lives on.
+
+    Operations run together in one transaction (group commit): those an event loop asks for
+    in one pass of its callbacks are handed over at the end of the pass, in one wake-up of
+    this thread, and those queued while it is busy join them. One COMMIT and one wake-up of
+    the loop for all of them, so ten jobs claimed at once cost little more than one. Results
+    are handed back only after the commit. If the batch fails, it is rolled back and each of
+    its operations run again alone, so a failure (a constraint, a bug) stays with the
+    operation that caused it.
+    """
+
+    MAX_BATCH = 64
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._conn: sa.Connection | None = None
+        self._calls: queue.SimpleQueue[list[_Call] | None] = queue.SimpleQueue()
+        self._pending: list[_Call] = []  # asked for in this pass of the loop, not handed over yet
+        self._thread = threading.Thread(target=self._serve, name="sqlite", daemon=True)
+        self._thread.start()
+
+    # -- on the database thread -----------------------------------------------------------------
+    def _connection(self) -> sa.Connection:
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            if conn is not None:
+                conn.close()
+            conn = self._conn = self.engine.connect()
+        return conn
+
+    def _serve(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._calls.get()
+            if first is None:
+                break
+            batch = first
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    more = self._calls.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.extend(more)
+            self._deliver(batch, self._run(batch))
+        if self._conn is not None:
+            self._conn.close()
+        self.engine.dispose()
+
+    def _run(self, batch: list[_Call]) -> list[tuple[Any, BaseException | None]]:
+        conn = self._connection()
+        if len(batch) > 1:
+            try:
+                with conn.begin():
+                    return [(c.fn(conn, *c.args, **c.kwargs), None) for c in batch]
+            except Exception:  # noqa: S110 - rolled back; find the culprit below
+                pass
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        for c in batch:
+            try:
+                with conn.begin():
+                    outcomes.append((c.fn(conn, *c.args, **c.kwargs), None))
+            except Exception as exc:  # handed to whoever waits for it
+                outcomes.append((None, exc))
+        return outcomes
+
+    @staticmethod
+    def _deliver(batch: list[_Call], outcomes: list[tuple[Any, BaseException | None]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
+        for call, (result, error) in zip(batch, outcomes, strict=True):
+            if call.loop is None:
+                call.future(result, error)
+            else:
+                by_loop.setdefault(call.loop, []).append((call.future, result, error))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, settled)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                pass
+
+    # -- from other threads ---------------------------------------------------------------------
+    def call(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+             ) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._hand_over)
+        self._pending.append(_Call(fn, args, kwargs, loop, future))
+        return future
+
+    def _hand_over(self) -> None:
+        batch, self._pending = self._pending, []
+        self._calls.put(batch)
+
+    def call_blocking(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        """For callers without an event loop (migrations, clean-up)."""
+        done = threading.Event()
+        box: list[Any] = []
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            box[:] = [result, error]
+            done.set()
+
+        self._calls.put([_Call(fn, args, kwargs, None, settle)])
+        done.wait()
+        if box[1] is not None:
+            raise box[1]
+        return box[0]  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        """Finish what is queued, close the connection, end the thread."""
+        self._calls.put(None)
+        self._thread.join(timeout=30)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in settled:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+
+def _sqlite_engine(url: str) -> sa.Engine:
+    """One connection, on the database thread; WAL so readers never wait for the writer."""
+    engine = sa.create_engine(url, pool_size=1, max_overflow=0,
+                              connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    return engine
+
+
+class Database:
+    """The process's database: ``await db.run(fn, ...)`` runs ``fn(connection, ...)`` in a
+    transaction. One per process (and per event loop)."""
+
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self.url = normalize_url(url)
+        self.dialect = "sqlite" if is_sqlite(self.url) else "postgresql"
+        self._sqlite: _SQLiteThread | None = None
+        if self.dialect == "sqlite":
+            self.engine = _sqlite_engine(self.url)
+            self._async = None
+        else:
+            engine_kwargs.setdefault("pool_size", 10)
+            engine_kwargs.setdefault("max_overflow", 20)
+            self._async = create_async_engine(self.url, pool_pre_ping=True, **engine_kwargs)
+            self.engine = self._async.sync_engine
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def _thread(self) -> _SQLiteThread:
+        """SQLite's database thread, started on first use (and again after dispose)."""
+        if self._sqlite is None:
+            self._sqlite = _SQLiteThread(self.engine)
+        return self._sqlite
+
+    async def run(self, fn: Callable[Concatenate[sa.Connection, P], T], *args: P.args,
+                  **kwargs: P.kwargs) -> T:
+        if self._async is None:
+            return await self._thread().call(fn, args, kwargs)
+        async with self._async.begin() as conn:
+            return await conn.run_sync(fn, *args, **kwargs)
+
+    def run_blocking(self, fn: Callable[Concatenate[sa.Connection, P], T], *args: P.args,
+                     **kwargs: P.kwargs) -> T:
+        """The same from code without a running event loop (migrations)."""
+        if self._async is None:
+            return self._thread().call_blocking(fn, args, kwargs)
+
+        async def once() -> T:
+            try:
+                return await self.run(fn, *args, **kwargs)
+            finally:
+                await self.dispose()
+        return asyncio.run(once())
+
+    async def ping(self) -> None:
+        await self.run(lambda conn: conn.execute(sa.text("SELECT 1")))
+
+    def dispose_blocking(self) -> None:
+        """``dispose`` for code without a running event loop."""
+        if self._sqlite is not None:
+            thread, self._sqlite = self._sqlite, None
+            thread.stop()
+        else:
+            self.engine.dispose()
+
+    async def dispose(self) -> None:
+        if self._sqlite is not None:
+            thread, self._sqlite = self._sqlite, None
+            await asyncio.to_thread(thread.stop)
+        elif self._async is not None:
+            await self._async.dispose()
+
+
+def operation(fn: Callable[Concatenate[sa.Connection, P], T]
+              ) -> Callable[Concatenate[Database, P], Awaitable[T]]:
+    """``fn(conn, ...)`` becomes ``await fn(db, ...)``: one transaction, one hand-off.
+    The plain function stays reachable as ``.sync``, to compose inside another operation."""
+
+    @functools.wraps(fn)
+    async def run(db: Database, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await db.run(fn, *args, **kwargs)
+
+    run.sync = fn  # type: ignore[attr-defined]
+    return run
+
+
+@operation
+def dated_series(conn: sa.Connection, key: Any, day: Any, value: Any, keys: list[str],
+                 start: Any, end: Any) -> dict[str, list[tuple[Any, float]]]:
     """``{key: [(day, value), ...]}`` oldest first, for each of ``keys`` (empty when none),
     from three columns of one table over days in [start, end]."""
     out: dict[str, list[tuple[Any, float]]] = {k: [] for k in keys}
@@ -80,30 +325,6 @@ async def dated_series(db: Database, key: Any, day: Any, value: Any, keys: list[
         return out
     stmt = (sa.select(key, day, value).where(key.in_(keys), day >= start, day <= end)
             .order_by(key, day))
-    async with db.session() as s:
-        for k, d, v in (await s.execute(stmt)).all():
-            out[k].append((d, float(v)))
+    for k, d, v in conn.execute(stmt):
+        out[k].append((d, float(v)))
     return out
-
-
-class Database:
-    """An engine and its session factory; one per process."""
-
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
-        self.url = url
-        self.engine = make_engine(url, **engine_kwargs)
-        self._sessions = async_sessionmaker(
-            self.engine, class_=AsyncSession, expire_on_commit=False
-        )
-
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session:
-            yield session
-
-    async def ping(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
-
-    async def dispose(self) -> None:
-        await self.engine.dispose()

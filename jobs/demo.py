@@ -3,11 +3,13 @@ daily bars, and a few finished jobs (one with warnings) so every panel has somet
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
 
 from jobs import store
 from jobs.db import Database, utcnow
-from jobs.models import Job, JobLog
+from jobs.models import Job
 from jobs.prices import store as prices_store
 from jobs.prices.calendar import trading_days
 from jobs.prices.download import today_utc
@@ -76,11 +78,12 @@ async def seed(db: Database) -> None:
         finished("diagnostics.sleep", {"steps": 5, "step_seconds": 0.5}, Status.COMPLETED, 10, 2.6,
                  result={"steps": 5}),
     ]
-    async with db.session() as s:
-        for job, _ in entries:
-            s.add(job)
-        await s.commit()
-        for job, lines in entries:
-            for line in lines:
-                s.add(JobLog(job_id=job.id, message=line, at=job.finished_at or now))
-        await s.commit()
+    await db.run(_insert_finished, entries, now)
+
+
+def _insert_finished(conn: sa.Connection, entries: list[tuple[Job, list[str]]], now: datetime) -> None:
+    conn.execute(sa.insert(store.JOB), [job.values() for job, _ in entries])
+    lines = [{"job_id": job.id, "message": line, "level": "info", "at": job.finished_at or now}
+             for job, job_lines in entries for line in job_lines]
+    if lines:
+        conn.execute(sa.insert(store.LOG), lines)

@@ -9,7 +9,7 @@ from redis.asyncio import ConnectionPool
 
 from jobs import store
 from jobs.db import Database
-from jobs.events import EventBus, job_topics
+from jobs.events import EventBus, EventSpec, job_topics
 from jobs.models import Job
 from jobs.registry import load_kinds
 from jobs.settings import Settings
@@ -36,29 +36,30 @@ class Engine:
         await self.redis.aclose()
         await self.db.dispose()
 
-    async def publish_job(self, job: Job, *, created: bool = False) -> str:
+    def job_event(self, job: Job, *, created: bool = False) -> EventSpec:
+        """The event telling a job's new state: to its own topic, the jobs list and, once it
+        has finished, the topics its kind's results concern."""
         kind = load_kinds().get(job.kind)
         topics = job_topics(job.id) + (kind.topics if kind and job.is_terminal else ())
         data = job_payload(job)
         if created:
             data["event"] = "created"
-        return await self.bus.publish("job", topics, data)
+        return "job", topics, data
 
-    async def publish_finished(self, job: Job, line: dict[str, Any]) -> None:
-        """The final state and its log line, in one round trip to Redis."""
-        kind = load_kinds().get(job.kind)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self.bus.publish_to(pipe, "job", job_topics(job.id) + (kind.topics if kind else ()),
-                                job_payload(job))
-            self.bus.publish_to(pipe, "log", (f"job:{job.id}",), {"job_id": job.id, "line": line})
-            await pipe.execute()
+    @staticmethod
+    def log_event(job_id: str, line: dict[str, Any]) -> EventSpec:
+        return "log", (f"job:{job_id}",), {"job_id": job_id, "line": line}
 
-    async def publish_log(self, job_id: str, line: dict[str, Any]) -> str:
-        return await self.bus.publish("log", (f"job:{job_id}",), {"job_id": job_id, "line": line})
+    async def publish(self, *events: EventSpec) -> None:
+        """Append events to the stream, in order (batched with others of the same moment)."""
+        await self.bus.publish_batched(*events)
+
+    async def publish_job(self, job: Job) -> None:
+        await self.publish(self.job_event(job))
 
     async def log(self, job_id: str, message: str, level: str = "info") -> None:
         line = await store.add_log(self.db, job_id, message, level, keep=self.settings.log_lines_per_job)
-        await self.publish_log(job_id, line.to_api())
+        await self.publish(self.log_event(job_id, line))
 
 
 def job_payload(job: Job) -> dict[str, Any]:

@@ -1,7 +1,10 @@
-"""The engine's tables: jobs and their log lines. Domain tables live in their subpackages."""
+"""The engine's tables (jobs and their log lines) and ``Job``, a job as the code passes it
+around. Domain tables live in their subpackages."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -14,13 +17,15 @@ from jobs.status import ALL_STATUSES, TERMINAL_STATUSES, Status
 _STATUS_CHECK = "status IN (" + ", ".join(f"'{s}'" for s in ALL_STATUSES) + ")"
 
 
-class Job(SQLModel, table=True):
+class JobTable(SQLModel, table=True):
+    """The ``job`` table (schema and migrations). Rows come back as ``Job`` records."""
+
     __tablename__ = "job"
     __table_args__ = (
         sa.CheckConstraint(_STATUS_CHECK, name="ck_job_status"),
         sa.Index("ix_job_status_created", "status", "created_at"),
         sa.Index("ix_job_kind_created", "kind", "created_at"),
-        sa.Index("ix_job_created", "created_at"),
+        sa.Index("ix_job_created", "created_at", "id"),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -44,6 +49,40 @@ class Job(SQLModel, table=True):
     cancel_requested_at: datetime | None = Field(
         default=None, sa_column=sa.Column(UTCDateTime, nullable=True)
     )
+
+
+@dataclass(slots=True)
+class Job:
+    """One job: a row of the ``job`` table as plain data (built in ~1 µs; an ORM or pydantic
+    object costs 5-35 µs, which a page of 25 rows or a worker's every claim would pay)."""
+
+    id: str
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    status: str = Status.PENDING.value
+    progress_done: int = 0
+    progress_total: int = 0
+    phase: str = ""
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    attempts: int = 0
+    arq_job_id: str | None = None
+    worker_id: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        return cls(**row)
+
+    def values(self) -> dict[str, Any]:
+        """Column name -> value, for an INSERT."""
+        return {name: getattr(self, name) for name in JOB_COLUMNS}
 
     @property
     def is_terminal(self) -> bool:
@@ -86,6 +125,9 @@ class Job(SQLModel, table=True):
         }
 
 
+JOB_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Job))
+
+
 class JobLog(SQLModel, table=True):
     __tablename__ = "job_log"
     __table_args__ = (sa.Index("ix_job_log_job_id_id", "job_id", "id"),)
@@ -97,5 +139,7 @@ class JobLog(SQLModel, table=True):
     level: str = Field(default="info", max_length=10)
     message: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
 
-    def to_api(self) -> dict[str, Any]:
-        return {"id": self.id, "at": self.at.isoformat(), "level": self.level, "message": self.message}
+
+def log_line(id_: int, at: datetime, level: str, message: str) -> dict[str, Any]:
+    """A log line as the API, the page and the events show it."""
+    return {"id": id_, "at": at.isoformat(), "level": level, "message": message}

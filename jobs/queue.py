@@ -6,15 +6,19 @@ import logging
 import uuid
 from typing import Any
 
+from arq.constants import job_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
 from jobs import store
 from jobs.db import utcnow
 from jobs.engine import Engine
+from jobs.events import EventSpec
 from jobs.keys import ARQ_FUNCTION, CANCEL_CHANNEL
 from jobs.models import Job
 from jobs.registry import get_kind, validate_params
-from jobs.status import ACTIVE_STATUSES, TERMINAL_STATUSES, UNFINISHED_STATUSES, Status
+from jobs.status import TERMINAL_STATUSES, Status
 
 log = logging.getLogger("marketdesk.queue")
 
@@ -54,70 +58,72 @@ def new_arq_id(job_id: str) -> str:
     return f"{job_id}.{uuid.uuid4().hex[:12]}"
 
 
-async def _enqueue(engine: Engine, job: Job) -> None:
+async def _enqueue(engine: Engine, job: Job, *events: EventSpec) -> None:
+    """Put ``job`` in arq's queue under its current arq id and append ``events`` to the stream,
+    all in one transaction and one round trip (arq's own enqueue_job takes three: it watches
+    for an existing id, which our fresh ids never are; SET NX still refuses one that is)."""
+    redis = engine.redis
+    arq_id = job.arq_job_id or ""
+    score = timestamp_ms()
     # the kind travels with the id so the worker can claim the job without reading it first
-    queued = await engine.redis.enqueue_job(ARQ_FUNCTION, job.id, job.kind, _job_id=job.arq_job_id)
-    if queued is None:  # cannot happen with fresh ids; say so loudly if it does
-        raise RedisError(f"arq refused job id {job.arq_job_id}")
+    payload = serialize_job(ARQ_FUNCTION, (job.id, job.kind), {}, None, score)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(job_key_prefix + arq_id, payload, px=redis.expires_extra_ms, nx=True)
+        pipe.zadd(redis.default_queue_name, {arq_id: score}, nx=True)
+        for event in events:
+            engine.bus.publish_to(pipe, *event)
+        replies = await pipe.execute()
+    if not replies[0]:  # cannot happen with fresh ids; say so loudly if it does
+        raise RedisError(f"arq job id {arq_id} already exists")
 
 
 async def submit(engine: Engine, kind_name: str, raw_params: dict[str, Any],
                  *, validated: bool = False) -> Job:
-    """Validate, write the row as pending, enqueue. Raises ParamsError, QueueFull, QueueUnavailable."""
+    """Validate, write the row as pending, enqueue. Raises ParamsError, JobBusy, QueueFull,
+    QueueUnavailable."""
     kind = get_kind(kind_name)
     params = raw_params if validated else validate_params(kind, raw_params)
     job_id = new_job_id()
     job = Job(id=job_id, kind=kind.name, params=params, status=Status.PENDING.value,
               arq_job_id=new_arq_id(job_id))
-    if kind.exclusive and await store.count_pending(
-            engine.db, kinds=[kind.name], statuses=[s.value for s in UNFINISHED_STATUSES]):
+    refused = await store.insert_job(engine.db, job, engine.settings.max_queued,
+                                     exclusive=kind.exclusive is not None)
+    if refused == "busy":
         raise JobBusy(kind.exclusive)
-    if not await store.insert_job(engine.db, job, engine.settings.max_queued):
+    if refused:
         raise QueueFull(engine.settings.max_queued)
     try:
-        await _enqueue(engine, job)
+        await _enqueue(engine, job, engine.job_event(job, created=True))
     except (RedisError, OSError) as exc:
         await store.delete_job(engine.db, job.id)
         raise QueueUnavailable(str(exc) or type(exc).__name__) from exc
-    try:
-        await engine.publish_job(job, created=True)
-    except (RedisError, OSError):  # the job is safe in the store and queue; only the event is lost
-        log.warning("could not publish the creation of job %s", job.id)
     return job
 
 
 async def cancel(engine: Engine, job_id: str) -> Job:
-    job = await store.get_job(engine.db, job_id)
-    if job is None:
+    """A pending job is cancelled at once; a running one is asked to stop (its worker hears it
+    at once, or at its next heartbeat); a finished one raises JobConflict."""
+    found = await store.request_cancel(engine.db, job_id, utcnow())
+    if found is None:
         raise JobNotFound(job_id)
-    if job.status in TERMINAL_STATUSES:
+    job, outcome = found
+    if outcome == "finished":
         raise JobConflict(job, "cancelled")
-    now = utcnow()
-    if job.status == Status.PENDING:
-        done = await store.transition(
-            engine.db, job_id, Status.CANCELLED,
-            {"cancel_requested_at": now, "finished_at": now, "phase": "Cancelled before it started"},
-            only_from=[Status.PENDING])
-        if done is not None:
-            try:
-                await engine.redis.zrem("arq:queue", job.arq_job_id or "")
-            except (RedisError, OSError):
-                pass  # the worker skips a job that is no longer pending
-            await engine.publish_job(done)
-            return done
-    # running (or it just started): ask the worker to stop at its next check
-    marked = await store.update_job(engine.db, job_id, {"cancel_requested_at": now},
-                                    only_from=[s.value for s in ACTIVE_STATUSES])
-    if marked is None:
-        current = await store.get_job(engine.db, job_id)
-        assert current is not None
-        if current.status in TERMINAL_STATUSES:
-            raise JobConflict(current, "cancelled")
-        return current
-    # the "cancelling" state first: the worker's "cancelled" must come after it in the stream
-    await engine.publish_job(marked)
-    await engine.redis.publish(CANCEL_CHANNEL, job_id)
-    return marked
+    async with engine.redis.pipeline(transaction=False) as pipe:
+        if outcome == "cancelled":
+            pipe.zrem(engine.redis.default_queue_name, job.arq_job_id or "")
+            engine.bus.publish_to(pipe, *engine.job_event(job))
+        else:
+            # the "cancelling" state first: the worker's "cancelled" must come after it
+            engine.bus.publish_to(pipe, *engine.job_event(job))
+            pipe.publish(CANCEL_CHANNEL, job_id)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError):
+            # the row says it all: a cancelled pending job is skipped by the worker that takes
+            # it, and a running one's worker sees the request at its next heartbeat
+            log.warning("could not signal the cancel of job %s", job_id)
+    return job
 
 
 async def retry(engine: Engine, job_id: str) -> Job:
@@ -133,20 +139,10 @@ async def retry(engine: Engine, job_id: str) -> Job:
 
 async def requeue(engine: Engine, job: Job, reason: str) -> Job | None:
     """Put a job whose arq job or worker vanished back in the queue, under a fresh arq id."""
-    arq_id = new_arq_id(job.id)
-    from_status = Status(job.status)
-    values: dict[str, Any] = {"arq_job_id": arq_id, "worker_id": None, "heartbeat_at": None,
-                              "phase": f"Requeued: {reason}"}
-    where = Job.__table__.c.arq_job_id == job.arq_job_id  # type: ignore[attr-defined]
-    if from_status == Status.PENDING:
-        moved = await store.update_job(engine.db, job.id, values, only_from=[Status.PENDING.value],
-                                       where=where)
-    else:
-        moved = await store.transition(engine.db, job.id, Status.PENDING, values,
-                                       only_from=[from_status], where=where)
+    moved = await store.requeue(engine.db, job.id, job.status, job.arq_job_id, new_arq_id(job.id),
+                                f"Requeued: {reason}", keep=engine.settings.log_lines_per_job)
     if moved is None:
         return None
-    await _enqueue(engine, moved)
-    await engine.log(job.id, f"Requeued: {reason}", level="warning")
-    await engine.publish_job(moved)
-    return moved
+    row, line = moved
+    await _enqueue(engine, row, engine.job_event(row), engine.log_event(row.id, line))
+    return row

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobs.db import normalize_url
+
 
 class SettingsError(RuntimeError):
     """A MARKETDESK_* variable holds a value we cannot use."""
@@ -43,11 +45,16 @@ class Settings(BaseSettings):
     def _empty_is_off(cls, value: object) -> object:
         return None if value in ("", None) else value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        return normalize_url(value) if value else None
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'marketdesk.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / 'marketdesk.db').resolve()}"
 
     @property
     def embed_origin_list(self) -> list[str]:

@@ -1,193 +1,332 @@
-"""Reads and writes of job rows and their log lines. Every status change is conditional."""
+"""Reads and writes of job rows and their log lines. Every status change is conditional.
+
+Each function here is one store operation (``@operation``): one transaction, one hand-off,
+called as ``await store.fn(db, ...)``. The statements on hot paths (submit, claim, progress,
+finish, the jobs list) are built once, with bound parameters, and reused: building a
+SQLAlchemy statement costs more CPU than SQLite takes to run it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import col, select
 
-from jobs.db import Database, utcnow
-from jobs.models import Job, JobLog
-from jobs.status import ALLOWED_FROM, Status
+from jobs.db import UTCDateTime, operation, utcnow
+from jobs.models import JOB_COLUMNS, Job, JobLog, JobTable, log_line
+from jobs.status import ACTIVE_STATUSES, ALL_STATUSES, ALLOWED_FROM, Status
 
-_JOB = Job.__table__  # type: ignore[attr-defined]
-_LOG = JobLog.__table__  # type: ignore[attr-defined]
-
-
-async def insert_job(db: Database, job: Job, max_pending: int) -> bool:
-    """Write ``job`` only while fewer than ``max_pending`` jobs are pending (one statement)."""
-    values = {c.name: getattr(job, c.name) for c in _JOB.columns}
-    pending = (
-        sa.select(sa.func.count()).select_from(_JOB)
-        .where(_JOB.c.status == Status.PENDING.value).scalar_subquery()
-    )
-    row = sa.select(*[sa.literal(values[c.name], type_=c.type).label(c.name) for c in _JOB.columns])
-    stmt = sa.insert(_JOB).from_select(
-        [c.name for c in _JOB.columns], row.where(pending < max_pending)
-    )
-    async with db.session() as s:
-        if not db.url.startswith("sqlite"):
-            # PostgreSQL runs concurrent inserts side by side: serialise the count-and-insert
-            # (SQLite already does, having one writer at a time)
-            await s.execute(sa.text("SELECT pg_advisory_xact_lock(728101)"))
-        result = await s.execute(stmt)
-        await s.commit()
-        return bool(result.rowcount)
+JOB = JobTable.__table__  # type: ignore[attr-defined]
+LOG = JobLog.__table__  # type: ignore[attr-defined]
+_COLUMNS = [JOB.c[name] for name in JOB_COLUMNS]
+_ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
 
-async def get_job(db: Database, job_id: str) -> Job | None:
-    async with db.session() as s:
-        return await s.get(Job, job_id)
+def _jobs(result: sa.CursorResult[Any]) -> list[Job]:
+    return [Job(**row) for row in result.mappings()]
 
 
-async def delete_job(db: Database, job_id: str) -> None:
-    async with db.session() as s:
-        await s.execute(sa.delete(JobLog).where(col(JobLog.job_id) == job_id))
-        await s.execute(sa.delete(Job).where(col(Job.id) == job_id))
-        await s.commit()
+def _one(result: sa.CursorResult[Any]) -> Job | None:
+    row = result.mappings().first()
+    return Job(**row) if row is not None else None
 
 
-def _filtered(stmt: Any, kind: str | None, status: str | None, q: str | None) -> Any:
+@lru_cache(maxsize=4)
+def _insert_stmt(exclusive: bool) -> sa.Insert:
+    """INSERT the job if fewer than :max_pending jobs are pending (counting at most that many
+    rows) and, for an exclusive kind, no job of its kind is unfinished."""
+    row = sa.select(*[sa.bindparam(c.name, type_=c.type) for c in _COLUMNS])
+    pending = (sa.select(sa.literal(1)).select_from(JOB).where(JOB.c.status == Status.PENDING.value)
+               .limit(sa.bindparam("max_pending")).subquery())
+    conditions = [sa.select(sa.func.count()).select_from(pending).scalar_subquery()
+                  < sa.bindparam("max_pending")]
+    if exclusive:
+        conditions.append(~_unfinished_of_kind())
+    return sa.insert(JOB).from_select(JOB_COLUMNS, row.where(*conditions))
+
+
+def _unfinished_of_kind() -> sa.Exists:
+    return sa.exists().where(JOB.c.kind == sa.bindparam("kind"),
+                             JOB.c.status.in_([Status.PENDING.value, *_ACTIVE]))
+
+
+@operation
+def insert_job(conn: sa.Connection, job: Job, max_pending: int, *,
+               exclusive: bool = False) -> str | None:
+    """Write ``job`` if the queue has room (and, for an ``exclusive`` kind, no job of its kind is
+    unfinished), in one statement. None when written; else why not: "full" or "busy"."""
+    if conn.dialect.name == "postgresql":
+        # PostgreSQL runs concurrent inserts side by side: serialise the count-and-insert
+        # (SQLite already does, having one writer at a time)
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(728101)"))
+    if conn.execute(_insert_stmt(exclusive), {**job.values(), "max_pending": max_pending}).rowcount:
+        return None
+    if exclusive and conn.execute(sa.select(_unfinished_of_kind()), {"kind": job.kind}).scalar():
+        return "busy"
+    return "full"
+
+
+_GET = sa.select(*_COLUMNS).where(JOB.c.id == sa.bindparam("job_id"))
+
+
+@operation
+def get_job(conn: sa.Connection, job_id: str) -> Job | None:
+    return _one(conn.execute(_GET, {"job_id": job_id}))
+
+
+@operation
+def delete_job(conn: sa.Connection, job_id: str) -> None:
+    conn.execute(sa.delete(LOG).where(LOG.c.job_id == job_id))
+    conn.execute(sa.delete(JOB).where(JOB.c.id == job_id))
+
+
+@lru_cache(maxsize=16)
+def _list_stmts(kind: bool, status: bool, q: bool) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """(count, page) for the filters given: :kind, :status, :q (an id prefix)."""
+    where = []
     if kind:
-        stmt = stmt.where(col(Job.kind) == kind)
+        where.append(JOB.c.kind == sa.bindparam("kind"))
     if status:
-        stmt = stmt.where(col(Job.status) == status)
+        where.append(JOB.c.status == sa.bindparam("status"))
     if q:
-        stmt = stmt.where(col(Job.id).startswith(q.strip().lower()))
-    return stmt
+        where.append(JOB.c.id.startswith(sa.bindparam("q"), escape="\\"))
+    count = sa.select(sa.func.count()).select_from(JOB).where(*where)
+    page = (sa.select(*_COLUMNS).where(*where).order_by(JOB.c.created_at.desc(), JOB.c.id.desc())
+            .limit(sa.bindparam("limit")).offset(sa.bindparam("offset")))
+    return count, page
 
 
-async def list_jobs(db: Database, *, kind: str | None = None, status: str | None = None,
-                    q: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
-    async with db.session() as s:
-        total = (await s.exec(_filtered(select(sa.func.count()).select_from(Job), kind, status, q))).one()
-        stmt = _filtered(select(Job), kind, status, q)
-        stmt = stmt.order_by(col(Job.created_at).desc(), col(Job.id).desc()).limit(limit).offset(offset)
-        rows = (await s.exec(stmt)).all()
-        return list(rows), int(total)
+@operation
+def list_jobs(conn: sa.Connection, *, kind: str | None = None, status: str | None = None,
+              q: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
+    """A page of jobs, newest first, and how many match in all."""
+    q = (q or "").strip().lower()
+    q_like = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    count, page = _list_stmts(bool(kind), bool(status), bool(q))
+    params = {"kind": kind, "status": status, "q": q_like, "limit": limit, "offset": offset}
+    total = conn.execute(count, params).scalar()
+    return _jobs(conn.execute(page, params)), int(total or 0)
 
 
-async def jobs_in(db: Database, statuses: Iterable[str], limit: int = 50,
-                  newest_first: bool = True) -> list[Job]:
-    order = col(Job.updated_at).desc() if newest_first else col(Job.created_at)
-    async with db.session() as s:
-        stmt = select(Job).where(col(Job.status).in_(list(statuses))).order_by(order).limit(limit)
-        return list((await s.exec(stmt)).all())
+@operation
+def jobs_in(conn: sa.Connection, statuses: Iterable[str], limit: int = 50,
+            newest_first: bool = True) -> list[Job]:
+    order = JOB.c.updated_at.desc() if newest_first else JOB.c.created_at
+    stmt = sa.select(*_COLUMNS).where(JOB.c.status.in_(list(statuses))).order_by(order).limit(limit)
+    return _jobs(conn.execute(stmt))
 
 
-async def jobs_with_warnings(db: Database, limit: int = 10) -> list[Job]:
-    async with db.session() as s:
-        stmt = (select(Job).where(col(Job.finished_at).is_not(None))
-                .order_by(col(Job.finished_at).desc()).limit(200))
-        rows = [j for j in (await s.exec(stmt)).all() if j.warnings]
-        return rows[:limit]
+_COUNTS = sa.select(JOB.c.status, sa.func.count()).group_by(JOB.c.status)
+_UNFINISHED = (sa.select(*_COLUMNS).where(JOB.c.status.in_([Status.PENDING.value, *_ACTIVE]))
+               .order_by(JOB.c.created_at).limit(sa.bindparam("active_limit")))
+_FAILED = (sa.select(*_COLUMNS).where(JOB.c.status == Status.FAILED.value)
+           .order_by(JOB.c.created_at.desc()).limit(sa.bindparam("recent")))
+_FINISHED = (sa.select(*_COLUMNS).where(JOB.c.finished_at.is_not(None))
+             .order_by(JOB.c.finished_at.desc()).limit(200))
 
 
-async def status_counts(db: Database) -> dict[str, int]:
-    async with db.session() as s:
-        rows = (await s.exec(select(Job.status, sa.func.count()).group_by(Job.status))).all()
-    counts = {st.value: 0 for st in Status}
-    counts.update({status: int(n) for status, n in rows})
-    return counts
+@operation
+def overview(conn: sa.Connection, active_limit: int = 20, recent: int = 5) -> dict[str, Any]:
+    """Counts by status, the unfinished jobs (oldest first), the latest failures and the latest
+    finished jobs with warnings, read in one transaction."""
+    counts = dict.fromkeys(ALL_STATUSES, 0)
+    for status, n in conn.execute(_COUNTS):
+        counts[status] = int(n)
+    params = {"active_limit": active_limit, "recent": recent}
+    warned = [j for j in _jobs(conn.execute(_FINISHED)) if j.warnings][:recent]
+    return {"counts": counts, "running": _jobs(conn.execute(_UNFINISHED, params)),
+            "failures": _jobs(conn.execute(_FAILED, params)), "warned": warned}
 
 
-async def count_pending(db: Database, kinds: Iterable[str] | None = None,
-                        statuses: Iterable[str] = (Status.PENDING.value,)) -> int:
-    async with db.session() as s:
-        stmt = select(sa.func.count()).select_from(Job).where(col(Job.status).in_(list(statuses)))
-        if kinds is not None:
-            stmt = stmt.where(col(Job.kind).in_(list(kinds)))
-        return int((await s.exec(stmt)).one())
+@operation
+def count_unfinished(conn: sa.Connection, kinds: Iterable[str] | None = None,
+                     statuses: Iterable[str] = (Status.PENDING.value,)) -> int:
+    stmt = sa.select(sa.func.count()).select_from(JOB).where(JOB.c.status.in_(list(statuses)))
+    if kinds is not None:
+        stmt = stmt.where(JOB.c.kind.in_(list(kinds)))
+    return int(conn.execute(stmt).scalar() or 0)
 
 
-async def update_job(db: Database, job_id: str, values: dict[str, Any], *,
-                     only_from: Iterable[str] | None = None,
-                     where: sa.ColumnElement[bool] | None = None) -> Job | None:
-    """UPDATE one row if it is still in ``only_from``; the updated row, or None if it was not."""
-    values = {**values, "updated_at": utcnow()}
-    # Core statements on the table (not the ORM entity): the ORM's update machinery costs
-    # more CPU than the statement itself on this hot path
-    stmt = sa.update(_JOB).where(_JOB.c.id == job_id).values(**values)
+@lru_cache(maxsize=256)
+def _update_stmt(keys: tuple[str, ...], only_from: tuple[str, ...] | None,
+                 same_attempt: bool) -> sa.Update:
+    """UPDATE :job_id's columns ``keys`` (each from the parameter ``set_<key>``) if its status
+    is in ``only_from`` (and, with ``same_attempt``, its arq id still :arq_was); RETURNING it."""
+    stmt = sa.update(JOB).where(JOB.c.id == sa.bindparam("job_id"))
     if only_from is not None:
-        stmt = stmt.where(_JOB.c.status.in_([str(s) for s in only_from]))
-    if where is not None:
-        stmt = stmt.where(where)
-    async with db.session() as s:
-        result = await s.execute(stmt.returning(*_JOB.columns))
-        row = result.mappings().first()
-        await s.commit()
-    return Job.model_validate(dict(row)) if row else None
+        stmt = stmt.where(JOB.c.status.in_(only_from))
+    if same_attempt:
+        stmt = stmt.where(JOB.c.arq_job_id.is_not_distinct_from(sa.bindparam("arq_was")))
+    values = {key: sa.bindparam(f"set_{key}", type_=JOB.c[key].type) for key in keys}
+    return stmt.values(values).returning(*_COLUMNS)
 
 
-async def transition(db: Database, job_id: str, to: Status, values: dict[str, Any] | None = None,
-                     *, only_from: Iterable[Status] | None = None,
-                     where: sa.ColumnElement[bool] | None = None) -> Job | None:
+_NO_ARQ_ID = object()
+
+
+def _update(conn: sa.Connection, job_id: str, values: dict[str, Any],
+            only_from: Iterable[str] | None, arq_was: Any = _NO_ARQ_ID) -> Job | None:
+    values = {**values, "updated_at": utcnow()}
+    stmt = _update_stmt(tuple(sorted(values)), None if only_from is None else tuple(sorted(only_from)),
+                        arq_was is not _NO_ARQ_ID)
+    params = {f"set_{key}": value for key, value in values.items()}
+    return _one(conn.execute(stmt, {"job_id": job_id, "arq_was": arq_was, **params}))
+
+
+@operation
+def update_job(conn: sa.Connection, job_id: str, values: dict[str, Any], *,
+               only_from: Iterable[str] | None = None) -> Job | None:
+    """UPDATE one row if it is still in ``only_from``; the updated row, or None if it was not."""
+    return _update(conn, job_id, values, only_from)
+
+
+_CLAIM = (sa.update(JOB)
+          .where(JOB.c.id == sa.bindparam("job_id"), JOB.c.status == Status.PENDING.value,
+                 JOB.c.arq_job_id == sa.bindparam("arq_id"))
+          .values(status=sa.bindparam("to"),
+                  started_at=sa.func.coalesce(JOB.c.started_at, sa.bindparam("at", type_=UTCDateTime)),
+                  attempts=JOB.c.attempts + 1, worker_id=sa.bindparam("worker_id"),
+                  heartbeat_at=sa.bindparam("at", type_=UTCDateTime), error=None,
+                  updated_at=sa.bindparam("at", type_=UTCDateTime))
+          .returning(*_COLUMNS))
+
+
+@operation
+def claim(conn: sa.Connection, job_id: str, arq_id: str | None, to: Status, worker_id: str,
+          at: datetime) -> Job | None:
+    """A worker takes a job: only a pending row still waiting for this very arq job moves."""
+    assert Status.PENDING in ALLOWED_FROM[to]
+    return _one(conn.execute(_CLAIM, {"job_id": job_id, "arq_id": arq_id, "to": to.value,
+                                      "worker_id": worker_id, "at": at}))
+
+
+def _allowed(to: Status, only_from: Iterable[Status] | None) -> list[str]:
     allowed = ALLOWED_FROM[to] if only_from is None else frozenset(only_from) & ALLOWED_FROM[to]
-    return await update_job(db, job_id, {**(values or {}), "status": to.value},
-                            only_from=allowed, where=where)
+    return [s.value for s in allowed]
 
 
-async def _insert_log(s: Any, job_id: str, message: str, level: str, keep: int) -> JobLog:
-    line = JobLog(job_id=job_id, message=message[:4000], level=level, at=utcnow())
-    line.id = (await s.execute(sa.insert(_LOG).values(
-        job_id=line.job_id, message=line.message, level=line.level, at=line.at,
-    ).returning(_LOG.c.id))).scalar_one()
-    if line.id % 25 == 0:  # now and then, keep only the newest ``keep`` lines of the job
-        cutoff = (
-            select(JobLog.id).where(col(JobLog.job_id) == job_id)
-            .order_by(col(JobLog.id).desc()).offset(keep).limit(1).scalar_subquery()
-        )
-        await s.execute(sa.delete(JobLog).where(col(JobLog.job_id) == job_id, col(JobLog.id) <= cutoff))
-    return line
+@operation
+def transition(conn: sa.Connection, job_id: str, to: Status, values: dict[str, Any] | None = None,
+               *, only_from: Iterable[Status] | None = None) -> Job | None:
+    """Move a job to ``to`` if it is in a status allowed to move there (and in ``only_from``)."""
+    return _update(conn, job_id, {**(values or {}), "status": to.value}, _allowed(to, only_from))
 
 
-async def add_log(db: Database, job_id: str, message: str, level: str = "info",
-                  keep: int = 500) -> JobLog:
-    async with db.session() as s:
-        line = await _insert_log(s, job_id, message, level, keep)
-        await s.commit()
-        return line
+_INSERT_LOG = sa.insert(LOG).returning(LOG.c.id)
+_TRIM_LOG = sa.delete(LOG).where(
+    LOG.c.job_id == sa.bindparam("job_id"),
+    LOG.c.id <= (sa.select(LOG.c.id).where(LOG.c.job_id == sa.bindparam("job_id"))
+                 .order_by(LOG.c.id.desc()).offset(sa.bindparam("keep")).limit(1).scalar_subquery()))
 
 
-async def finish_job(db: Database, job_id: str, to: Status, values: dict[str, Any], *,
-                     only_from: Iterable[Status], log_message: str, log_level: str = "info",
-                     keep: int = 500) -> tuple[Job, JobLog] | None:
+def _insert_log(conn: sa.Connection, job_id: str, message: str, level: str,
+                keep: int) -> dict[str, Any]:
+    at, message = utcnow(), message[:4000]
+    line_id = conn.execute(_INSERT_LOG, {"job_id": job_id, "message": message, "level": level,
+                                         "at": at}).scalar_one()
+    if line_id % 25 == 0:  # now and then, keep only the newest ``keep`` lines of the job
+        conn.execute(_TRIM_LOG, {"job_id": job_id, "keep": keep})
+    return log_line(line_id, at, level, message)
+
+
+@operation
+def add_log(conn: sa.Connection, job_id: str, message: str, level: str = "info",
+            keep: int = 500) -> dict[str, Any]:
+    """Append a log line to a job (its newest ``keep`` lines are kept); the line."""
+    return _insert_log(conn, job_id, message, level, keep)
+
+
+@operation
+def finish_job(conn: sa.Connection, job_id: str, to: Status, values: dict[str, Any], *,
+               only_from: Iterable[Status], log_message: str, log_level: str = "info",
+               keep: int = 500) -> tuple[Job, dict[str, Any]] | None:
     """The final status and its log line, in one transaction; None if the row had moved on."""
-    allowed = [str(st) for st in frozenset(only_from) & ALLOWED_FROM[to]]
-    stmt = (sa.update(_JOB).where(_JOB.c.id == job_id, _JOB.c.status.in_(allowed))
-            .values(**values, status=to.value, updated_at=utcnow()).returning(*_JOB.columns))
-    async with db.session() as s:
-        row = (await s.execute(stmt)).mappings().first()
-        if row is None:
-            await s.rollback()
-            return None
-        line = await _insert_log(s, job_id, log_message, log_level, keep)
-        await s.commit()
-    return Job.model_validate(dict(row)), line
+    job = _update(conn, job_id, {**values, "status": to.value}, _allowed(to, only_from))
+    if job is None:
+        return None
+    return job, _insert_log(conn, job_id, log_message, log_level, keep)
 
 
-async def job_logs(db: Database, job_id: str, limit: int = 200) -> list[JobLog]:
-    async with db.session() as s:
-        stmt = (select(JobLog).where(col(JobLog.job_id) == job_id)
-                .order_by(col(JobLog.id).desc()).limit(limit))
-        return list(reversed((await s.exec(stmt)).all()))
+@operation
+def requeue(conn: sa.Connection, job_id: str, from_status: str, old_arq_id: str | None,
+            new_arq_id: str, message: str, keep: int = 500) -> tuple[Job, dict[str, Any]] | None:
+    """Hand a job back to the queue under a new arq id, if it is still where we saw it (same
+    status, same arq id), with a warning line saying why; None if it had moved on."""
+    values: dict[str, Any] = {"arq_job_id": new_arq_id, "worker_id": None, "heartbeat_at": None,
+                              "phase": message[:500], "status": Status.PENDING.value}
+    only_from = [from_status] if from_status == Status.PENDING else _allowed(
+        Status.PENDING, [Status(from_status)])
+    job = _update(conn, job_id, values, only_from, arq_was=old_arq_id)
+    if job is None:
+        return None
+    return job, _insert_log(conn, job_id, message, "warning", keep)
 
 
-async def stale_active_jobs(db: Database, older_than: datetime) -> list[Job]:
-    async with db.session() as s:
-        stmt = select(Job).where(
-            col(Job.status).in_([Status.DOWNLOADING_DATA.value, Status.RUNNING.value]),
-            sa.or_(col(Job.heartbeat_at).is_(None), col(Job.heartbeat_at) < older_than),
-        )
-        return list((await s.exec(stmt)).all())
+@operation
+def request_cancel(conn: sa.Connection, job_id: str, at: datetime) -> tuple[Job, str] | None:
+    """Cancel a job: a pending one at once ("cancelled"); an unfinished one is marked for its
+    worker to stop ("stopping"; the first request's time is kept); a finished one is left as
+    it is ("finished"). None when there is no such job."""
+    job = get_job.sync(conn, job_id)  # type: ignore[attr-defined]
+    if job is None:
+        return None
+    if job.status == Status.PENDING:
+        cancelled = _update(conn, job_id, {"status": Status.CANCELLED.value, "cancel_requested_at": at,
+                                           "finished_at": at, "phase": "Cancelled before it started"},
+                            [Status.PENDING.value])
+        if cancelled is not None:
+            return cancelled, "cancelled"
+        job = get_job.sync(conn, job_id)  # type: ignore[attr-defined]  # it was just claimed
+    if job is not None and job.status in _ACTIVE:
+        first = job.cancel_requested_at or at
+        stopping = _update(conn, job_id, {"cancel_requested_at": first}, _ACTIVE)
+        if stopping is not None:
+            return stopping, "stopping"
+        job = get_job.sync(conn, job_id)  # type: ignore[attr-defined]
+    return (job, "finished") if job is not None else None
 
 
-async def pending_jobs_older_than(db: Database, older_than: datetime, limit: int = 500) -> list[Job]:
-    async with db.session() as s:
-        stmt = (select(Job).where(col(Job.status) == Status.PENDING.value,
-                                  col(Job.updated_at) < older_than)
-                .order_by(col(Job.created_at)).limit(limit))
-        return list((await s.exec(stmt)).all())
+@operation
+def job_logs(conn: sa.Connection, job_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    """The newest ``limit`` log lines of a job, oldest first."""
+    stmt = (sa.select(LOG.c.id, LOG.c.at, LOG.c.level, LOG.c.message).where(LOG.c.job_id == job_id)
+            .order_by(LOG.c.id.desc()).limit(limit))
+    return [log_line(*row) for row in reversed(conn.execute(stmt).all())]
+
+
+@operation
+def job_with_logs(conn: sa.Connection, job_id: str,
+                  limit: int = 200) -> tuple[Job, list[dict[str, Any]]] | None:
+    """A job and its newest log lines, read together."""
+    job = get_job.sync(conn, job_id)  # type: ignore[attr-defined]
+    if job is None:
+        return None
+    return job, job_logs.sync(conn, job_id, limit)  # type: ignore[attr-defined]
+
+
+@operation
+def stale_active_jobs(conn: sa.Connection, older_than: datetime) -> list[Job]:
+    return _jobs(conn.execute(sa.select(*_COLUMNS).where(
+        JOB.c.status.in_(_ACTIVE),
+        sa.or_(JOB.c.heartbeat_at.is_(None), JOB.c.heartbeat_at < older_than))))
+
+
+@operation
+def pending_jobs_older_than(conn: sa.Connection, older_than: datetime, limit: int = 500) -> list[Job]:
+    return _jobs(conn.execute(
+        sa.select(*_COLUMNS).where(JOB.c.status == Status.PENDING.value, JOB.c.updated_at < older_than)
+        .order_by(JOB.c.created_at).limit(limit)))
+
+
+@operation
+def heartbeat(conn: sa.Connection, job_ids: list[str], at: datetime) -> list[str]:
+    """Mark the running jobs a worker holds as alive; the ids whose cancel was requested."""
+    if not job_ids:
+        return []
+    conn.execute(sa.update(JOB).where(JOB.c.id.in_(job_ids), JOB.c.status.in_(_ACTIVE))
+                 .values(heartbeat_at=at))
+    return list(conn.execute(sa.select(JOB.c.id).where(
+        JOB.c.id.in_(job_ids), JOB.c.cancel_requested_at.is_not(None))).scalars())

@@ -13,14 +13,13 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from arq import Worker
 from arq.worker import func
 from redis.exceptions import RedisError
 
 from jobs import queue, store
 from jobs.context import JobCancelled, JobContext, JobFailed
-from jobs.db import UTCDateTime, utcnow
+from jobs.db import utcnow
 from jobs.engine import Engine, redis_client
 from jobs.keys import ARQ_FUNCTION, CANCEL_CHANNEL, WORKER_KEY_PREFIX
 from jobs.models import Job
@@ -30,7 +29,6 @@ from jobs.status import ACTIVE_STATUSES, Status
 
 log = logging.getLogger("marketdesk.worker")
 
-_ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
 
 class WorkerState:
@@ -82,11 +80,10 @@ class WorkerState:
         settings = self.engine.settings
         await self.engine.redis.set(WORKER_KEY_PREFIX + self.worker_id, utcnow().isoformat(),
                                     px=int(settings.lease_seconds * 1000))
-        for job_id, ctx in list(self.active.items()):
-            job = await store.update_job(self.engine.db, job_id, {"heartbeat_at": utcnow()},
-                                         only_from=_ACTIVE)
-            # a cancel whose pubsub message was missed still arrives here
-            if job is not None and job.cancel_requested_at is not None and not ctx.cancelled:
+        # a cancel whose pubsub message was missed still arrives here
+        for job_id in await store.heartbeat(self.engine.db, list(self.active), utcnow()):
+            ctx = self.active.get(job_id)
+            if ctx is not None and not ctx.cancelled:
                 ctx.request_cancel()
 
     async def _listen_cancels(self) -> None:
@@ -134,7 +131,7 @@ async def reconcile_once(engine: Engine, skip: set[str] | None = None) -> list[s
             if done is not None:
                 await engine.log(job.id, "worker lost", level="error")
         if done is not None:
-            if done.status != Status.PENDING:
+            if done.status != Status.PENDING:  # a requeue has published its own event
                 await engine.publish_job(done)
             touched.append(job.id)
     # pending rows whose arq job is gone (Redis wiped or restarted)
@@ -174,15 +171,7 @@ async def run_job(ctx: dict[str, Any], job_id: str, kind_name: str | None = None
         except Exception:  # the job itself will meet and report the problem
             log.exception("choosing the first status of job %s failed", job_id)
     # claim: only a pending row still waiting for this very arq job moves
-    now = utcnow()
-    claimed = await store.transition(
-        engine.db, job_id, first_status,
-        {"started_at": sa.func.coalesce(Job.__table__.c.started_at,  # type: ignore[attr-defined]
-                                        sa.literal(now, UTCDateTime)),
-         "attempts": Job.__table__.c.attempts + 1,  # type: ignore[attr-defined]
-         "worker_id": state.worker_id, "heartbeat_at": now, "error": None},
-        only_from=[Status.PENDING],
-        where=Job.__table__.c.arq_job_id == arq_id)  # type: ignore[attr-defined]
+    claimed = await store.claim(engine.db, job_id, arq_id, first_status, state.worker_id, utcnow())
     if claimed is None:
         return "skipped"
     await engine.publish_job(claimed)
@@ -206,29 +195,21 @@ async def run_job(ctx: dict[str, Any], job_id: str, kind_name: str | None = None
                                   keep=engine.settings.log_lines_per_job)
     if done is not None:
         job_row, line = done
-        await engine.publish_finished(job_row, line.to_api())
+        await engine.publish(engine.job_event(job_row), engine.log_event(job_id, line))
     return final.value
 
 
 async def _execute(jctx: JobContext, kind: Any, job: Job) -> tuple[Status, dict[str, Any]]:
-    grace = jctx.engine.settings.cancel_grace_seconds
+    """Run the job function in this task; its final status and the values to store with it."""
     params = kind.params_model.model_validate(job.params)
-    task = asyncio.create_task(kind.func(jctx, params))
-    cancel_wait = asyncio.create_task(jctx.wait_cancelled())
+    jctx.stop_after_grace = asyncio.current_task()  # a cancel it ignores past the grace stops it
     try:
-        done, _ = await asyncio.wait({task, cancel_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if task not in done:
-            # cancelled: give cooperative code a moment to stop, then cancel the task itself
-            done, _ = await asyncio.wait({task}, timeout=grace)
-            if not done:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-                return Status.CANCELLED, {"phase": "Cancelled"}
-        out = task.result()
+        out = await kind.func(jctx, params)
     except asyncio.CancelledError:
-        task.cancel()
-        raise
+        if not jctx.forced:  # the worker is shutting down
+            raise
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]  # it was our own cancel
+        return Status.CANCELLED, {"phase": "Cancelled"}
     except JobCancelled:
         return Status.CANCELLED, {"phase": "Cancelled"}
     except JobFailed as exc:
@@ -240,11 +221,11 @@ async def _execute(jctx: JobContext, kind: Any, job: Job) -> tuple[Status, dict[
             await jctx.log(tb, level="error")
         return Status.FAILED, {"error": f"{type(exc).__name__}: {exc}"}
     finally:
-        cancel_wait.cancel()
-    if jctx.cancelled and not isinstance(out, Outcome):
-        return Status.CANCELLED, {"phase": "Cancelled"}
+        jctx.stop_after_grace = None
     if isinstance(out, Outcome):
         return out.status, {"result": out.result, "error": out.error}
+    if jctx.cancelled:
+        return Status.CANCELLED, {"phase": "Cancelled"}
     return Status.COMPLETED, {"result": out}
 
 
@@ -258,10 +239,46 @@ async def _on_shutdown(ctx: dict[str, Any]) -> None:
     await state.stop()
 
 
+class SlotWorker(Worker):
+    """arq's worker, except that when every job slot is busy it starts the next queued job as
+    soon as a slot frees, instead of sleeping out the rest of ``poll_delay``.
+
+    arq stops starting jobs once ``max_jobs`` run and sleeps until its next poll: a worker whose
+    jobs each take longer than a few milliseconds then runs at most ``max_jobs`` jobs per
+    ``poll_delay`` (200 jobs/s at arq's defaults here), and a queued job waits up to
+    ``poll_delay`` after a slot freed.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slot_freed = asyncio.Event()
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._slot_freed.set()
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        # the queue holds a job until it finishes: skip the ones running here without asking
+        # Redis (arq checks each with two round trips, which every early wake-up would repeat)
+        await super().start_jobs([j for j in job_ids if j.decode() not in self.tasks])
+
+    async def _poll_iteration(self) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.poll_delay_s
+        await super()._poll_iteration()
+        while self.job_counter >= self.max_jobs and (left := until - loop.time()) > 0:
+            self._slot_freed.clear()
+            try:
+                await asyncio.wait_for(self._slot_freed.wait(), left)
+            except TimeoutError:
+                return  # arq's own poll loop takes it from here, without sleeping
+            await super()._poll_iteration()
+
+
 def build_worker(engine: Engine, *, burst: bool = False, max_jobs: int = 10,
                  poll_delay: float = 0.05, handle_signals: bool = True) -> Worker:
     state = WorkerState(engine)
-    return Worker(
+    return SlotWorker(
         functions=[func(run_job, name=ARQ_FUNCTION, max_tries=1)],  # type: ignore[arg-type]
         redis_pool=engine.redis,
         ctx={"state": state, "engine": engine},
@@ -271,7 +288,7 @@ def build_worker(engine: Engine, *, burst: bool = False, max_jobs: int = 10,
         max_jobs=max_jobs,
         poll_delay=poll_delay,
         job_timeout=timedelta(days=1),  # cancellation is ours, cooperative, not arq's timeout
-        keep_result=60,
+        keep_result=0,  # results live in our store; arq's copy would only hold memory
         handle_signals=handle_signals,
         health_check_interval=30,
     )

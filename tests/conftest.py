@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.stack import Stack, postgres_base_url
+from jobs.db import Database
+from jobs.migrate import upgrade_async
+from tests.stack import Stack, create_postgres_database, postgres_base_url
 
 DATABASES = ["sqlite"] + (["postgres"] if postgres_base_url() else [])
 
@@ -37,3 +40,25 @@ def make_stack(database: str, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     yield make
     for s in started:
         s.stop()
+
+
+@pytest.fixture
+async def db_url(database: str, tmp_path: Path) -> str:
+    """A fresh, migrated database of each configured kind."""
+    if database == "postgres":
+        base = postgres_base_url()
+        assert base
+        url = await asyncio.to_thread(create_postgres_database, base)  # it runs its own loop
+    else:
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    await upgrade_async(url)
+    return url
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database_ = Database(db_url)
+    try:
+        yield database_
+    finally:
+        await database_.dispose()

@@ -26,6 +26,15 @@ def _settings() -> Settings:
         sys.exit(str(exc))
 
 
+def _run_async(coro: Any) -> Any:
+    """asyncio.run on uvloop (uvicorn runs the web on it too), plain asyncio where it is missing."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is not built for every platform
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def _require_redis(settings: Settings) -> str:
     if not settings.redis_url:
         sys.exit("MARKETDESK_REDIS_URL is not set: point it at the shared Redis "
@@ -74,7 +83,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     logging.getLogger("arq").setLevel(logging.WARNING)
     try:
-        asyncio.run(run_worker(settings, url, max_jobs=args.max_jobs))
+        _run_async(run_worker(settings, url, max_jobs=args.max_jobs))
     except (KeyboardInterrupt, asyncio.CancelledError):
         pass
 

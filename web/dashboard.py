@@ -16,7 +16,7 @@ from jobs.engine import Engine, job_payload
 from jobs.events import Event
 from jobs.keys import WORKER_KEY_PREFIX
 from jobs.registry import kind_names, load_kinds
-from jobs.status import ALL_STATUSES, Status
+from jobs.status import ALL_STATUSES
 from web.common import engine_of, html, is_embed, page
 from web.events import renderer, snapshot
 from web.render import render, with_embed
@@ -37,26 +37,20 @@ def job_panel(kind: str) -> Callable[[Panel], Panel]:
 
 # -- data for the templates -------------------------------------------------------------------
 async def overview_context(engine: Engine) -> dict[str, Any]:
-    db = engine.db
-    running = await store.jobs_in(db, [Status.DOWNLOADING_DATA, Status.RUNNING, Status.PENDING],
-                                  limit=20, newest_first=False)
-    failures = await store.jobs_in(db, [Status.FAILED], limit=5)
-    warned = await store.jobs_with_warnings(db, limit=5)
-    return {"counts": await store.status_counts(db),
-            "running": [job_payload(j) for j in running],
-            "failures": [job_payload(j) for j in failures],
-            "warned": [job_payload(j) for j in warned]}
+    view = await store.overview(engine.db, active_limit=20, recent=5)
+    return {"counts": view["counts"],
+            **{part: [job_payload(j) for j in view[part]] for part in ("running", "failures", "warned")}}
 
 
 async def job_context(engine: Engine, job_id: str) -> dict[str, Any] | None:
-    job = await store.get_job(engine.db, job_id)
-    if job is None:
+    found = await store.job_with_logs(engine.db, job_id, limit=200)
+    if found is None:
         return None
-    logs = await store.job_logs(engine.db, job_id, limit=200)
+    job, logs = found
     payload = job_payload(job)
     panel = JOB_PANELS.get(job.kind)
     panels = await panel(engine, payload) if panel else []
-    return {"job": payload, "logs": [line.to_api() for line in logs], "panels": panels}
+    return {"job": payload, "logs": logs, "panels": panels}
 
 
 def _check_filters(kind: str | None, status: str | None) -> None:

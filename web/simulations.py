@@ -68,7 +68,7 @@ async def results_context(engine: Engine, params: SimulationParams) -> dict[str,
 
 async def grid_context(engine: Engine, job: dict[str, Any]) -> dict[str, Any]:
     params = SimulationParams.model_validate(job["params"])
-    cells = {(d.model, d.day.isoformat()): d.status
+    cells = {(d["model"], d["date"]): d["status"]
              for d in await sim_store.details(engine.db, job["id"])}
     per_model = model_days(params)
     days = sorted({d.isoformat() for ds in per_model.values() for d in ds})
@@ -131,7 +131,7 @@ async def simulate_status(request: Request[Any, Any, Any], job_id: str) -> dict[
     details = await sim_store.details(engine.db, job_id)
     per_model = model_days(params)
     total = sum(len(ds) for ds in per_model.values())
-    counts = {s: sum(1 for d in details if d.status == s) for s in ("completed", "failed", "skipped")}
+    counts = {s: sum(1 for d in details if d["status"] == s) for s in ("completed", "failed", "skipped")}
     end = min(params.end_date, today_utc())
     return {
         "job_id": job.id, "status": job.status,
@@ -145,7 +145,7 @@ async def simulate_status(request: Request[Any, Any, Any], job_id: str) -> dict[
         "completed_at": job.finished_at.isoformat() if job.finished_at else None,
         "total_duration_seconds": job.duration_seconds if job.finished_at else None,
         "error": job.error,
-        "details": [d.to_api() for d in details],
+        "details": details,
         "warnings": list(job.warnings or []),
     }
 

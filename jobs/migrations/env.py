@@ -1,14 +1,12 @@
-"""Alembic environment (async engines; batch mode so SQLite can alter tables)."""
+"""Alembic environment: migrations run through the process's Database (SQLite on its thread,
+PostgreSQL over asyncpg), in batch mode so SQLite can alter tables."""
 
 from __future__ import annotations
 
-import asyncio
-
 from alembic import context
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
+from jobs.db import Database
 from jobs.migrate import target_metadata
 
 config = context.config
@@ -29,21 +27,19 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
-def _run_sync(connection: Connection) -> None:
+def _run(connection: Connection) -> None:
     _configure(connection=connection)
     with context.begin_transaction():
         context.run_migrations()
 
 
-async def run_migrations_online() -> None:
-    engine = create_async_engine(config.get_main_option("sqlalchemy.url"), poolclass=NullPool)
-    async with engine.connect() as connection:
-        await connection.run_sync(_run_sync)
-        await connection.commit()
-    await engine.dispose()
+def run_migrations_online() -> None:
+    db = Database(config.get_main_option("sqlalchemy.url") or "")
+    db.run_blocking(_run)
+    db.dispose_blocking()
 
 
 if context.is_offline_mode():
     run_migrations_offline()
 else:
-    asyncio.run(run_migrations_online())
+    run_migrations_online()

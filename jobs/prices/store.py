@@ -11,24 +11,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import col, select
 
-from jobs.db import Database, dated_series, utcnow
+from jobs.db import Database, dated_series, operation, utcnow
 from jobs.prices.calendar import trading_days
 from jobs.prices.models import PriceBar
 
+_BAR = PriceBar.__table__  # type: ignore[attr-defined]
 
-async def stored_days(db: Database, symbols: Iterable[str], start: date,
-                      end: date) -> dict[str, set[date]]:
+
+@operation
+def stored_days(conn: sa.Connection, symbols: Iterable[str], start: date,
+                end: date) -> dict[str, set[date]]:
     symbols = list(symbols)
     held: dict[str, set[date]] = {s: set() for s in symbols}
     if not symbols:
         return held
-    async with db.session() as s:
-        stmt = select(PriceBar.symbol, PriceBar.day).where(
-            col(PriceBar.symbol).in_(symbols), col(PriceBar.day) >= start, col(PriceBar.day) <= end)
-        for symbol, day in (await s.exec(stmt)).all():
-            held[symbol].add(day)
+    stmt = sa.select(_BAR.c.symbol, _BAR.c.day).where(
+        _BAR.c.symbol.in_(symbols), _BAR.c.day >= start, _BAR.c.day <= end)
+    for symbol, day in conn.execute(stmt):
+        held[symbol].add(day)
     return held
 
 
@@ -40,7 +41,8 @@ async def missing_days(db: Database, symbols: Iterable[str], start: date,
     return {symbol: wanted - days for symbol, days in held.items()}
 
 
-async def save_bars(db: Database, bars: Iterable[Any], provider: str) -> int:
+@operation
+def save_bars(conn: sa.Connection, bars: Iterable[Any], provider: str) -> int:
     """Insert bars not stored yet; a (symbol, day) already held is kept as it is."""
     now = utcnow()
     rows = [{"symbol": b.symbol, "day": b.day, "open": b.open, "high": b.high, "low": b.low,
@@ -48,16 +50,12 @@ async def save_bars(db: Database, bars: Iterable[Any], provider: str) -> int:
             for b in bars]
     if not rows:
         return 0
-    table = PriceBar.__table__  # type: ignore[attr-defined]
-    insert = sqlite_insert if db.url.startswith("sqlite") else pg_insert
+    insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
     saved = 0
-    async with db.session() as s:
-        for i in range(0, len(rows), 500):
-            stmt = insert(table).values(rows[i:i + 500]).on_conflict_do_nothing(
-                index_elements=["symbol", "day"])
-            result = await s.exec(stmt)
-            saved += max(result.rowcount or 0, 0)
-        await s.commit()
+    for i in range(0, len(rows), 500):
+        stmt = insert(_BAR).values(rows[i:i + 500]).on_conflict_do_nothing(
+            index_elements=["symbol", "day"])
+        saved += max(conn.execute(stmt).rowcount or 0, 0)
     return saved
 
 
@@ -75,13 +73,13 @@ class Coverage:
                 "gaps": self.gaps}
 
 
-async def coverage(db: Database, symbols: Iterable[str] | None = None) -> list[Coverage]:
-    async with db.session() as s:
-        stmt = select(PriceBar.symbol, sa.func.min(PriceBar.day), sa.func.max(PriceBar.day),
-                      sa.func.count()).group_by(PriceBar.symbol).order_by(PriceBar.symbol)
-        if symbols is not None:
-            stmt = stmt.where(col(PriceBar.symbol).in_(list(symbols)))
-        rows = (await s.exec(stmt)).all()
+@operation
+def coverage(conn: sa.Connection, symbols: Iterable[str] | None = None) -> list[Coverage]:
+    stmt = (sa.select(_BAR.c.symbol, sa.func.min(_BAR.c.day), sa.func.max(_BAR.c.day),
+                      sa.func.count()).group_by(_BAR.c.symbol).order_by(_BAR.c.symbol))
+    if symbols is not None:
+        stmt = stmt.where(_BAR.c.symbol.in_(list(symbols)))
+    rows = conn.execute(stmt).all()
     out = []
     for symbol, first, last, held in rows:
         expected = len(trading_days(first, last))
@@ -124,5 +122,4 @@ def prioritize(missing: dict[str, set[date]]) -> list[str]:
 async def closes(db: Database, symbols: Iterable[str], start: date,
                  end: date) -> dict[str, list[tuple[date, float]]]:
     """Closing prices per symbol in [start, end], oldest first."""
-    return await dated_series(db, col(PriceBar.symbol), col(PriceBar.day), col(PriceBar.close),
-                              list(symbols), start, end)
+    return await dated_series(db, _BAR.c.symbol, _BAR.c.day, _BAR.c.close, list(symbols), start, end)

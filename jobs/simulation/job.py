@@ -156,7 +156,7 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
         for model in models:
             if model not in previous:
                 before = await sim_store.result_before(db, model, day)
-                previous[model] = before.record() if before else None
+                previous[model] = before
             started = utcnow()
             try:
                 record = catalog.step(by_name[model], previous[model], history, day)

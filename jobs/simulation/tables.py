@@ -29,11 +29,6 @@ class ModelDayResult(SQLModel, table=True):
     state: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
     completed_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(UTCDateTime, nullable=False))
 
-    def record(self) -> dict[str, Any]:
-        """The model-day as the model's next day takes it (see catalog.step)."""
-        return {"day": self.day.isoformat(), "positions": self.positions, "prices": self.prices,
-                "trades": self.trades, "cash": self.cash, "value": self.value, "state": self.state}
-
 
 class SimulationDay(SQLModel, table=True):
     """One model-day of one simulation job, as its details list shows it."""
@@ -54,9 +49,12 @@ class SimulationDay(SQLModel, table=True):
     completed_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime, nullable=True))
     duration_seconds: float | None = None
 
-    def to_api(self) -> dict[str, Any]:
-        return {"date": self.day.isoformat(), "model": self.model, "status": self.status,
-                "error": self.error,
-                "started_at": self.started_at.isoformat() if self.started_at else None,
-                "completed_at": self.completed_at.isoformat() if self.completed_at else None,
-                "duration_seconds": self.duration_seconds}
+
+def day_detail(row: Any) -> dict[str, Any]:
+    """A ``simulation_day`` row as the status API and the grid show it."""
+    def iso(v: Any) -> str | None:
+        return v.isoformat() if v else None
+
+    return {"date": row["day"].isoformat(), "model": row["model"], "status": row["status"],
+            "error": row["error"], "started_at": iso(row["started_at"]),
+            "completed_at": iso(row["completed_at"]), "duration_seconds": row["duration_seconds"]}

@@ -82,7 +82,7 @@ async def trigger(engine: Engine, raw: dict[str, Any]) -> Triggered:
     except ValueError as exc:
         raise _error("models", str(exc)) from None
     names = [spec.name for spec in specs]
-    if await store.count_pending(engine.db, kinds=[KIND], statuses=[s.value for s in UNFINISHED_STATUSES]):
+    if await store.count_unfinished(engine.db, kinds=[KIND], statuses=[s.value for s in UNFINISHED_STATUSES]):
         raise SimulationBusy()
     last = {} if req.start_date else await sim_store.last_completed_days(engine.db, names)
     try:

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import random
 import time
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from pathlib import Path
-
-import pytest
 
 from jobs.db import Database
-from jobs.migrate import upgrade_async
 from jobs.prices import store
 from jobs.prices.calendar import trading_days
 from jobs.prices.providers import Bar
-from tests.stack import create_postgres_database, postgres_base_url
 
 D0 = date(2025, 3, 3)
 
@@ -121,22 +114,6 @@ def test_a_hundred_symbols_over_decades_is_quick() -> None:
 # -- saving, missing days, coverage against a real database ----------------------------------
 
 
-@pytest.fixture
-async def db(database: str, tmp_path: Path) -> AsyncIterator[Database]:
-    if database == "postgres":
-        base = postgres_base_url()
-        assert base
-        url = await asyncio.to_thread(create_postgres_database, base)  # it runs its own loop
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'prices.db'}"
-    await upgrade_async(url)
-    database_ = Database(url)
-    try:
-        yield database_
-    finally:
-        await database_.dispose()
-
-
 def bar(symbol: str, day: date, close: float = 10.0) -> Bar:
     return Bar(symbol=symbol, day=day, open=close, high=close + 1, low=close - 1, close=close,
                volume=1000)
@@ -151,13 +128,14 @@ async def test_saving_twice_keeps_the_first_bar_and_counts_only_new_ones(db: Dat
     assert await store.save_bars(db, [], "synthetic") == 0
     held = await store.stored_days(db, ["AAPL"], date(2025, 1, 1), date(2025, 1, 31))
     assert held["AAPL"] == set(jan) | set(more)
-    from sqlmodel import select
+    import sqlalchemy as sa
 
     from jobs.prices.models import PriceBar
 
-    async with db.session() as s:
-        row = (await s.exec(select(PriceBar).where(PriceBar.day == jan[-1]))).one()
-    assert (row.close, row.provider) == (10.0, "synthetic")  # not overwritten by the later save
+    bars = PriceBar.__table__  # type: ignore[attr-defined]
+    row = await db.run(lambda conn: conn.execute(
+        sa.select(bars.c.close, bars.c.provider).where(bars.c.day == jan[-1])).one())
+    assert tuple(row) == (10.0, "synthetic")  # not overwritten by the later save
 
 
 async def test_missing_days_are_the_trading_days_not_held(db: Database) -> None:
