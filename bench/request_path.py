@@ -310,7 +310,7 @@ def main() -> None:
     parser.add_argument("--targets", nargs="+", choices=["post", "get"], default=["post", "get"])
     parser.add_argument("--workers", type=int, default=1, help="worker processes draining the queue")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of uncounted warm-up")
-    parser.add_argument("--drain-timeout", type=float, default=15.0,
+    parser.add_argument("--drain-timeout", type=float, default=90.0,
                         help="after a POST row, wait this long for the workers to drain the queue")
     parser.add_argument("--max-requests", type=int, default=200_000, help="hard cap per row")
     parser.add_argument("--profile", action="store_true",

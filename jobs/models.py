@@ -51,6 +51,18 @@ class JobTable(SQLModel, table=True):
     )
 
 
+class JobCount(SQLModel, table=True):
+    """How many jobs are in each status, kept by triggers on ``job`` (migration 0003) in the
+    same transaction as the change: the queue limit, the overview and the jobs list read a
+    row here instead of counting the whole table. (On SQLite, a migration that rebuilds the
+    ``job`` table drops its triggers: it must create them again.)"""
+
+    __tablename__ = "job_count"
+
+    status: str = Field(primary_key=True, max_length=20)
+    n: int = 0
+
+
 @dataclass(slots=True)
 class Job:
     """One job: a row of the ``job`` table as plain data (built in ~1 µs; an ORM or pydantic

@@ -16,33 +16,33 @@ from typing import Any
 import sqlalchemy as sa
 
 from jobs.db import UTCDateTime, operation, utcnow
-from jobs.models import JOB_COLUMNS, Job, JobLog, JobTable, log_line
+from jobs.models import JOB_COLUMNS, Job, JobCount, JobLog, JobTable, log_line
 from jobs.status import ACTIVE_STATUSES, ALL_STATUSES, ALLOWED_FROM, Status
 
 JOB = JobTable.__table__  # type: ignore[attr-defined]
 LOG = JobLog.__table__  # type: ignore[attr-defined]
+COUNT = JobCount.__table__  # type: ignore[attr-defined]
 _COLUMNS = [JOB.c[name] for name in JOB_COLUMNS]
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
 
 def _jobs(result: sa.CursorResult[Any]) -> list[Job]:
-    return [Job(**row) for row in result.mappings()]
+    """Rows of ``_COLUMNS`` (the order of Job's fields) as records."""
+    return [Job(*row) for row in result]
 
 
 def _one(result: sa.CursorResult[Any]) -> Job | None:
-    row = result.mappings().first()
-    return Job(**row) if row is not None else None
+    row = result.first()
+    return Job(*row) if row is not None else None
 
 
 @lru_cache(maxsize=4)
 def _insert_stmt(exclusive: bool) -> sa.Insert:
-    """INSERT the job if fewer than :max_pending jobs are pending (counting at most that many
-    rows) and, for an exclusive kind, no job of its kind is unfinished."""
+    """INSERT the job if fewer than :max_pending jobs are pending and, for an exclusive kind,
+    no job of its kind is unfinished."""
     row = sa.select(*[sa.bindparam(c.name, type_=c.type) for c in _COLUMNS])
-    pending = (sa.select(sa.literal(1)).select_from(JOB).where(JOB.c.status == Status.PENDING.value)
-               .limit(sa.bindparam("max_pending")).subquery())
-    conditions = [sa.select(sa.func.count()).select_from(pending).scalar_subquery()
-                  < sa.bindparam("max_pending")]
+    pending = sa.select(COUNT.c.n).where(COUNT.c.status == Status.PENDING.value).scalar_subquery()
+    conditions = [pending < sa.bindparam("max_pending")]
     if exclusive:
         conditions.append(~_unfinished_of_kind())
     return sa.insert(JOB).from_select(JOB_COLUMNS, row.where(*conditions))
@@ -83,9 +83,13 @@ def delete_job(conn: sa.Connection, job_id: str) -> None:
     conn.execute(sa.delete(JOB).where(JOB.c.id == job_id))
 
 
-@lru_cache(maxsize=16)
-def _list_stmts(kind: bool, status: bool, q: bool) -> tuple[sa.Select[Any], sa.Select[Any]]:
-    """(count, page) for the filters given: :kind, :status, :q (an id prefix)."""
+_VERSION = (JOB.c.id, JOB.c.status, JOB.c.updated_at)
+
+
+@lru_cache(maxsize=32)
+def _list_stmts(kind: bool, status: bool, q: bool,
+                columns: tuple[sa.Column[Any], ...]) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """(count, page of ``columns``) for the filters given: :kind, :status, :q (an id prefix)."""
     where = []
     if kind:
         where.append(JOB.c.kind == sa.bindparam("kind"))
@@ -93,22 +97,48 @@ def _list_stmts(kind: bool, status: bool, q: bool) -> tuple[sa.Select[Any], sa.S
         where.append(JOB.c.status == sa.bindparam("status"))
     if q:
         where.append(JOB.c.id.startswith(sa.bindparam("q"), escape="\\"))
-    count = sa.select(sa.func.count()).select_from(JOB).where(*where)
-    page = (sa.select(*_COLUMNS).where(*where).order_by(JOB.c.created_at.desc(), JOB.c.id.desc())
+    # unfiltered, the total is the sum of the counts per status: no scan of the table
+    count = (sa.select(sa.func.count()).select_from(JOB).where(*where) if where
+             else sa.select(sa.func.sum(COUNT.c.n)))
+    page = (sa.select(*columns).where(*where).order_by(JOB.c.created_at.desc(), JOB.c.id.desc())
             .limit(sa.bindparam("limit")).offset(sa.bindparam("offset")))
     return count, page
+
+
+def _list(conn: sa.Connection, columns: tuple[sa.Column[Any], ...], kind: str | None,
+          status: str | None, q: str | None, limit: int, offset: int) -> tuple[Any, int]:
+    q = (q or "").strip().lower()
+    q_like = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    count, page = _list_stmts(bool(kind), bool(status), bool(q), columns)
+    params = {"kind": kind, "status": status, "q": q_like, "limit": limit, "offset": offset}
+    total = conn.execute(count, params).scalar()
+    return conn.execute(page, params), int(total or 0)
 
 
 @operation
 def list_jobs(conn: sa.Connection, *, kind: str | None = None, status: str | None = None,
               q: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
     """A page of jobs, newest first, and how many match in all."""
-    q = (q or "").strip().lower()
-    q_like = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    count, page = _list_stmts(bool(kind), bool(status), bool(q))
-    params = {"kind": kind, "status": status, "q": q_like, "limit": limit, "offset": offset}
-    total = conn.execute(count, params).scalar()
-    return _jobs(conn.execute(page, params)), int(total or 0)
+    rows, total = _list(conn, tuple(_COLUMNS), kind, status, q, limit, offset)
+    return _jobs(rows), total
+
+
+@operation
+def list_job_versions(conn: sa.Connection, *, kind: str | None = None, status: str | None = None,
+                      q: str | None = None, limit: int = 50, offset: int = 0
+                      ) -> tuple[list[tuple[str, str, datetime]], int]:
+    """The same page as ``list_jobs``, as (id, status, updated_at) only: enough to tell which
+    rows a page already has rendered (see web.render.job_row), without decoding whole rows."""
+    rows, total = _list(conn, _VERSION, kind, status, q, limit, offset)
+    return [tuple(row) for row in rows], total  # type: ignore[misc]
+
+
+@operation
+def get_jobs(conn: sa.Connection, job_ids: list[str]) -> list[Job]:
+    """The jobs of these ids that exist, in no particular order."""
+    if not job_ids:
+        return []
+    return _jobs(conn.execute(sa.select(*_COLUMNS).where(JOB.c.id.in_(job_ids))))
 
 
 @operation
@@ -119,7 +149,7 @@ def jobs_in(conn: sa.Connection, statuses: Iterable[str], limit: int = 50,
     return _jobs(conn.execute(stmt))
 
 
-_COUNTS = sa.select(JOB.c.status, sa.func.count()).group_by(JOB.c.status)
+_COUNTS = sa.select(COUNT.c.status, COUNT.c.n)
 _UNFINISHED = (sa.select(*_COLUMNS).where(JOB.c.status.in_([Status.PENDING.value, *_ACTIVE]))
                .order_by(JOB.c.created_at).limit(sa.bindparam("active_limit")))
 _FAILED = (sa.select(*_COLUMNS).where(JOB.c.status == Status.FAILED.value)

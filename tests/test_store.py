@@ -158,3 +158,34 @@ async def test_jobs_list_filters_pages_and_finds_by_id_prefix(db: Database) -> N
     assert (await store.list_jobs(db, q="%"))[1] == 0
     assert (await store.list_jobs(db, q="a_"))[1] == 0
     assert (await store.list_jobs(db, kind="a.x", status="pending", q="ab"))[1] == 1
+
+
+async def test_counts_per_status_follow_every_change(db: Database) -> None:
+    """The per-status counts (kept by triggers) are what a full count of the table says, after
+    inserts, transitions, a requeue, a cancel and a delete."""
+
+    def counted(conn: sa.Connection) -> dict[str, int]:
+        rows = conn.execute(sa.select(store.JOB.c.status, sa.func.count()).group_by(store.JOB.c.status))
+        return {status: n for status, n in rows}
+
+    ids = [f"{i:032d}" for i in range(6)]
+    for job_id in ids:
+        await store.insert_job(db, Job(id=job_id, kind="diagnostics.noop", arq_job_id="a"), 50)
+    await store.claim(db, ids[0], "a", Status.RUNNING, "w", datetime.now(UTC))
+    await store.claim(db, ids[1], "a", Status.DOWNLOADING_DATA, "w", datetime.now(UTC))
+    await store.transition(db, ids[1], Status.RUNNING)
+    await store.finish_job(db, ids[1], Status.PARTIAL, {}, only_from=[Status.RUNNING], log_message="x")
+    await store.request_cancel(db, ids[2], datetime.now(UTC))
+    await store.transition(db, ids[3], Status.FAILED)
+    await store.requeue(db, ids[0], "running", "a", "b", "worker lost")
+    await store.delete_job(db, ids[4])
+    await store.transition(db, ids[5], Status.PENDING)  # not allowed: nothing changes
+
+    counts = (await store.overview(db))["counts"]
+    assert {s: n for s, n in counts.items() if n} == await db.run(counted)
+    assert counts == {"pending": 2, "downloading_data": 0, "running": 0, "completed": 0,
+                      "partial": 1, "failed": 1, "cancelled": 1}
+    assert (await store.list_jobs(db))[1] == 5
+    # the queue limit reads the pending count: two pending, a limit of two refuses the next
+    assert await store.insert_job(db, Job(id="9" * 32, kind="diagnostics.noop"), 2) == "full"
+    assert await store.insert_job(db, Job(id="9" * 32, kind="diagnostics.noop"), 3) is None

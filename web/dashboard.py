@@ -19,7 +19,7 @@ from jobs.registry import kind_names, load_kinds
 from jobs.status import ALL_STATUSES
 from web.common import engine_of, html, is_embed, page
 from web.events import renderer, snapshot
-from web.render import render, with_embed
+from web.render import finished_row, job_row, render, with_embed
 
 PAGE_SIZE = 25
 
@@ -65,7 +65,7 @@ def _check_filters(kind: str | None, status: str | None) -> None:
 # -- live updates -----------------------------------------------------------------------------
 @renderer("job", "jobs")
 async def _jobs_topic(event: Event, topic: str, engine: Engine) -> list[tuple[str, str]]:
-    row = render("fragments/job_row.html", job=event.data)
+    row = job_row(event.data)
     out = [(f"job-row-{event.data['id']}", row)]
     if event.data.get("event") == "created":
         out.append(("job-new", row))
@@ -77,7 +77,7 @@ async def _jobs_topic(event: Event, topic: str, engine: Engine) -> list[tuple[st
 @snapshot("jobs")
 async def _jobs_state(topic: str, engine: Engine) -> list[tuple[str, str]]:
     jobs, _ = await store.list_jobs(engine.db, limit=PAGE_SIZE * 2)
-    out = [(f"job-row-{j.id}", render("fragments/job_row.html", job=job_payload(j)))
+    out = [(f"job-row-{j.id}", job_row(j))
            for j in jobs]
     out.append(("overview", render("fragments/overview.html", **await overview_context(engine))))
     return out
@@ -117,13 +117,19 @@ async def jobs_page(
     offset: Annotated[int, Parameter(ge=0)] = 0,
 ) -> Response[str]:
     _check_filters(kind, status)
-    jobs, total = await store.list_jobs(engine_of(request).db, kind=kind, status=status, q=q,
-                                        limit=PAGE_SIZE, offset=offset)
-    ctx = {"jobs": [job_payload(j) for j in jobs], "total": total, "kind": kind or "",
+    db, embed = engine_of(request).db, is_embed(request)
+    # the page's versions first: finished jobs' rows are kept rendered, only the others are read
+    versions, total = await store.list_job_versions(db, kind=kind, status=status, q=q,
+                                                    limit=PAGE_SIZE, offset=offset)
+    rows = {job_id: finished_row(job_id, updated, embed) for job_id, _, updated in versions}
+    for job in await store.get_jobs(db, [job_id for job_id, kept in rows.items() if kept is None]):
+        rows[job.id] = job_row(job, embed)
+    ctx = {"rows": [row for row in rows.values() if row is not None], "total": total,
+           "kind": kind or "",
            "status": status or "", "q": q or "", "offset": offset, "page_size": PAGE_SIZE,
            "kinds": kind_names(), "live_new": not (kind or status or q or offset)}
     if request.headers.get("hx-target") == "jobs-table":
-        return html("fragments/jobs_table.html", embed=is_embed(request), **ctx)
+        return html("fragments/jobs_table.html", embed=embed, **ctx)
     return page(request, "pages/jobs.html", **ctx)
 
 

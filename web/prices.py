@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from pydantic import ValidationError
 
 from jobs import queue, store
-from jobs.engine import Engine, job_payload
+from jobs.engine import Engine
 from jobs.events import Event
 from jobs.prices import store as prices_store
 from jobs.prices.download import DownloadParams, today_utc
@@ -53,7 +53,7 @@ async def prices_page(request: Request[Any, Any, Any]) -> Response[str]:
     engine = engine_of(request)
     recent, _ = await store.list_jobs(engine.db, kind=KIND, limit=10)
     return page(request, "pages/prices.html", form=form_defaults(), errors={},
-                providers=PROVIDER_NAMES, recent=[job_payload(j) for j in recent],
+                providers=PROVIDER_NAMES, recent=recent,
                 **await coverage_context(engine))
 
 

@@ -9,8 +9,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from cachetools import LRUCache
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
+from jobs.engine import job_payload
+from jobs.models import Job
 from jobs.status import ALL_STATUSES, TERMINAL_STATUSES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,3 +77,34 @@ EMBED: ContextVar[bool] = ContextVar("embed", default=False)
 def render(template: str, **context: Any) -> str:
     context.setdefault("embed", EMBED.get())
     return ENV.get_template(template).render(**context)
+
+
+# A finished job's row never changes again: keep its HTML, keyed by job, version and embed mode.
+# Lists of jobs are mostly finished jobs, so a page of them costs a lookup per row, not a render.
+_FINISHED_ROWS: LRUCache[tuple[str, str, bool], Markup] = LRUCache(maxsize=4096)
+_TERMINAL = frozenset(str(s) for s in TERMINAL_STATUSES)
+
+
+def finished_row(job_id: str, updated_at: datetime, embed: bool) -> Markup | None:
+    """The row kept for this version of a finished job, if there is one."""
+    return _FINISHED_ROWS.get((job_id, updated_at.isoformat(), embed))
+
+
+def job_row(job: Job | dict[str, Any], embed: bool | None = None) -> Markup:
+    """One row of a jobs table (fragments/job_row.html), for pages and live events alike; of
+    a job record or of its payload (``job_payload``, the form events carry)."""
+    embed = EMBED.get() if embed is None else bool(embed)
+    if isinstance(job, Job):
+        status, key = job.status, (job.id, job.updated_at.isoformat(), embed)
+    else:
+        status, key = job["status"], (job["id"], job["updated_at"], embed)
+    html = _FINISHED_ROWS.get(key) if status in _TERMINAL else None
+    if html is None:
+        payload = job_payload(job) if isinstance(job, Job) else job
+        html = Markup(render("fragments/job_row.html", job=payload, embed=embed))
+        if status in _TERMINAL:
+            _FINISHED_ROWS[key] = html
+    return html
+
+
+ENV.globals["job_row"] = job_row

@@ -11,7 +11,7 @@ from litestar.params import Body
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from jobs import queue, store
-from jobs.engine import Engine, job_payload
+from jobs.engine import Engine
 from jobs.events import Event
 from jobs.prices.calendar import trading_days
 from jobs.prices.download import today_utc
@@ -164,7 +164,7 @@ def _form_defaults() -> dict[str, Any]:
 
 async def _page_context(engine: Engine) -> dict[str, Any]:
     jobs, _ = await store.list_jobs(engine.db, kind=KIND, limit=20)
-    return {"all_models": catalog.models_api(), "jobs": [job_payload(j) for j in jobs],
+    return {"all_models": catalog.models_api(), "jobs": jobs,
             "max_days": engine.settings.max_simulation_days}
 
 
