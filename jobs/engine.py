@@ -54,6 +54,10 @@ class Engine:
         """Append events to the stream, in order (batched with others of the same moment)."""
         await self.bus.publish_batched(*events)
 
+    def publish_soon(self, *events: EventSpec) -> None:
+        """Append events without waiting (in order with the others; a failure is logged)."""
+        self.bus.publish_soon(*events)
+
     async def publish_job(self, job: Job) -> None:
         await self.publish(self.job_event(job))
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
 from jobs.keys import EVENT_STREAM
+
+log = logging.getLogger("marketdesk.events")
 
 
 @dataclass(frozen=True)
@@ -47,13 +50,18 @@ def job_topics(job_id: str) -> tuple[str, ...]:
 
 
 class EventBus:
-    """Appends events to the stream. Events published in one pass of the event loop's
-    callbacks (say, ten jobs claimed together) go out in one pipeline: one round trip."""
+    """Appends events to the stream, in the order they are published.
+
+    ``publish_batched`` and ``publish_soon`` share one sender: events published while a
+    pipeline is on its way (say, ten jobs claimed together) go out together in the next one,
+    so a busy worker pays one round trip for many events, and order is kept.
+    """
 
     def __init__(self, redis: Redis, maxlen: int = 10_000) -> None:
         self.redis = redis
         self.maxlen = maxlen
         self._pending: list[tuple[tuple[EventSpec, ...], asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     def publish_to(self, client: Any, type_: str, topics: tuple[str, ...] | list[str],
                    data: dict[str, Any]) -> Any:
@@ -67,45 +75,60 @@ class EventBus:
 
     async def publish(self, type_: str, topics: tuple[str, ...] | list[str],
                       data: dict[str, Any]) -> str:
-        """Append one event now; its stream id."""
+        """Append one event now, on its own; its stream id."""
         entry_id = await self.publish_to(self.redis, type_, topics, data)
         return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
     async def publish_batched(self, *events: EventSpec) -> None:
-        """Append ``events`` in order, with whatever else is published in this pass of the loop."""
+        """Append ``events`` in order, after everything published before; returns once sent."""
+        await self._enqueue(events)
+
+    def publish_soon(self, *events: EventSpec) -> None:
+        """The same without waiting for it (a failure is logged; later events still follow)."""
+        self._enqueue(events).add_done_callback(_log_failure)
+
+    async def flush(self) -> None:
+        """Wait until everything published so far is sent (or failed)."""
+        while self._sender is not None and not self._sender.done():
+            await asyncio.wait({self._sender})
+
+    def _enqueue(self, events: tuple[EventSpec, ...]) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._send_pending)
         self._pending.append((events, done))
-        await done
+        if self._sender is None or self._sender.done():
+            # starts on the loop's next pass: what the rest of this one publishes joins it
+            self._sender = loop.create_task(self._send_all())
+        return done
 
-    def _send_pending(self) -> None:
-        batch, self._pending = self._pending, []
-        task = asyncio.ensure_future(self._send(batch))
-        _SENDING.add(task)
-        task.add_done_callback(_SENDING.discard)
+    async def _send_all(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for events, _ in batch:
+                        for event in events:
+                            self.publish_to(pipe, *event)
+                    await pipe.execute()
+            except BaseException as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    for _, done in self._pending:
+                        if not done.done():
+                            done.set_exception(exc)
+                    self._pending = []
+                    raise
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
-    async def _send(self, batch: list[tuple[tuple[EventSpec, ...], asyncio.Future[None]]]) -> None:
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for events, _ in batch:
-                    for event in events:
-                        self.publish_to(pipe, *event)
-                await pipe.execute()
-        except BaseException as exc:
-            for _, done in batch:
-                if not done.done():
-                    done.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
 
-
-_SENDING: set[asyncio.Task[None]] = set()  # keeps the sending tasks alive until they finish
+def _log_failure(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("could not publish an event: %s", done.exception())
 
 
 async def read_after(redis: Redis, last_id: str, count: int = 500,

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from jobs.db import UTCDateTime, operation, utcnow
+from jobs.db import Prepared, UTCDateTime, operation, utcnow
 from jobs.models import JOB_COLUMNS, Job, JobCount, JobLog, JobTable, log_line
 from jobs.status import ACTIVE_STATUSES, ALL_STATUSES, ALLOWED_FROM, Status
 
@@ -26,18 +26,24 @@ _COLUMNS = [JOB.c[name] for name in JOB_COLUMNS]
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
 
-def _jobs(result: sa.CursorResult[Any]) -> list[Job]:
+def _jobs(rows: Any) -> list[Job]:
     """Rows of ``_COLUMNS`` (the order of Job's fields) as records."""
-    return [Job(*row) for row in result]
+    return [Job(*row) for row in rows]
 
 
-def _one(result: sa.CursorResult[Any]) -> Job | None:
-    row = result.first()
-    return Job(*row) if row is not None else None
+def _one(rows: Any) -> Job | None:
+    for row in rows:
+        return Job(*row)
+    return None
+
+
+def _status_in(statuses: Iterable[str]) -> sa.ColumnElement[bool]:
+    """status IN (...), written out (no expanding parameter, so it can be Prepared)."""
+    return sa.or_(*(JOB.c.status == s for s in statuses))
 
 
 @lru_cache(maxsize=4)
-def _insert_stmt(exclusive: bool) -> sa.Insert:
+def _insert_stmt(exclusive: bool) -> Prepared:
     """INSERT the job if fewer than :max_pending jobs are pending and, for an exclusive kind,
     no job of its kind is unfinished."""
     row = sa.select(*[sa.bindparam(c.name, type_=c.type) for c in _COLUMNS])
@@ -45,12 +51,12 @@ def _insert_stmt(exclusive: bool) -> sa.Insert:
     conditions = [pending < sa.bindparam("max_pending")]
     if exclusive:
         conditions.append(~_unfinished_of_kind())
-    return sa.insert(JOB).from_select(JOB_COLUMNS, row.where(*conditions))
+    return Prepared(sa.insert(JOB).from_select(JOB_COLUMNS, row.where(*conditions)))
 
 
 def _unfinished_of_kind() -> sa.Exists:
     return sa.exists().where(JOB.c.kind == sa.bindparam("kind"),
-                             JOB.c.status.in_([Status.PENDING.value, *_ACTIVE]))
+                             _status_in([Status.PENDING.value, *_ACTIVE]))
 
 
 @operation
@@ -62,19 +68,19 @@ def insert_job(conn: sa.Connection, job: Job, max_pending: int, *,
         # PostgreSQL runs concurrent inserts side by side: serialise the count-and-insert
         # (SQLite already does, having one writer at a time)
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(728101)"))
-    if conn.execute(_insert_stmt(exclusive), {**job.values(), "max_pending": max_pending}).rowcount:
+    if _insert_stmt(exclusive).rowcount(conn, {**job.values(), "max_pending": max_pending}):
         return None
     if exclusive and conn.execute(sa.select(_unfinished_of_kind()), {"kind": job.kind}).scalar():
         return "busy"
     return "full"
 
 
-_GET = sa.select(*_COLUMNS).where(JOB.c.id == sa.bindparam("job_id"))
+_GET = Prepared(sa.select(*_COLUMNS).where(JOB.c.id == sa.bindparam("job_id")))
 
 
 @operation
 def get_job(conn: sa.Connection, job_id: str) -> Job | None:
-    return _one(conn.execute(_GET, {"job_id": job_id}))
+    return _one(_GET.rows(conn, {"job_id": job_id}))
 
 
 @operation
@@ -88,7 +94,7 @@ _VERSION = (JOB.c.id, JOB.c.status, JOB.c.updated_at)
 
 @lru_cache(maxsize=32)
 def _list_stmts(kind: bool, status: bool, q: bool,
-                columns: tuple[sa.Column[Any], ...]) -> tuple[sa.Select[Any], sa.Select[Any]]:
+                columns: tuple[sa.Column[Any], ...]) -> tuple[Prepared, Prepared]:
     """(count, page of ``columns``) for the filters given: :kind, :status, :q (an id prefix)."""
     where = []
     if kind:
@@ -102,17 +108,17 @@ def _list_stmts(kind: bool, status: bool, q: bool,
              else sa.select(sa.func.sum(COUNT.c.n)))
     page = (sa.select(*columns).where(*where).order_by(JOB.c.created_at.desc(), JOB.c.id.desc())
             .limit(sa.bindparam("limit")).offset(sa.bindparam("offset")))
-    return count, page
+    return Prepared(count), Prepared(page)
 
 
 def _list(conn: sa.Connection, columns: tuple[sa.Column[Any], ...], kind: str | None,
-          status: str | None, q: str | None, limit: int, offset: int) -> tuple[Any, int]:
+          status: str | None, q: str | None, limit: int, offset: int) -> tuple[list[Any], int]:
     q = (q or "").strip().lower()
     q_like = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     count, page = _list_stmts(bool(kind), bool(status), bool(q), columns)
     params = {"kind": kind, "status": status, "q": q_like, "limit": limit, "offset": offset}
-    total = conn.execute(count, params).scalar()
-    return conn.execute(page, params), int(total or 0)
+    total = count.rows(conn, params)[0][0]
+    return page.rows(conn, params), int(total or 0)
 
 
 @operation
@@ -130,7 +136,7 @@ def list_job_versions(conn: sa.Connection, *, kind: str | None = None, status: s
     """The same page as ``list_jobs``, as (id, status, updated_at) only: enough to tell which
     rows a page already has rendered (see web.render.job_row), without decoding whole rows."""
     rows, total = _list(conn, _VERSION, kind, status, q, limit, offset)
-    return [tuple(row) for row in rows], total  # type: ignore[misc]
+    return rows, total
 
 
 @operation
@@ -149,13 +155,13 @@ def jobs_in(conn: sa.Connection, statuses: Iterable[str], limit: int = 50,
     return _jobs(conn.execute(stmt))
 
 
-_COUNTS = sa.select(COUNT.c.status, COUNT.c.n)
-_UNFINISHED = (sa.select(*_COLUMNS).where(JOB.c.status.in_([Status.PENDING.value, *_ACTIVE]))
-               .order_by(JOB.c.created_at).limit(sa.bindparam("active_limit")))
-_FAILED = (sa.select(*_COLUMNS).where(JOB.c.status == Status.FAILED.value)
-           .order_by(JOB.c.created_at.desc()).limit(sa.bindparam("recent")))
-_FINISHED = (sa.select(*_COLUMNS).where(JOB.c.finished_at.is_not(None))
-             .order_by(JOB.c.finished_at.desc()).limit(200))
+_COUNTS = Prepared(sa.select(COUNT.c.status, COUNT.c.n))
+_UNFINISHED = Prepared(sa.select(*_COLUMNS).where(_status_in([Status.PENDING.value, *_ACTIVE]))
+                       .order_by(JOB.c.created_at).limit(sa.bindparam("active_limit")))
+_FAILED = Prepared(sa.select(*_COLUMNS).where(JOB.c.status == Status.FAILED.value)
+                   .order_by(JOB.c.created_at.desc()).limit(sa.bindparam("recent")))
+_FINISHED = Prepared(sa.select(*_COLUMNS).where(JOB.c.finished_at.is_not(None))
+                     .order_by(JOB.c.finished_at.desc()).limit(200))
 
 
 @operation
@@ -163,12 +169,12 @@ def overview(conn: sa.Connection, active_limit: int = 20, recent: int = 5) -> di
     """Counts by status, the unfinished jobs (oldest first), the latest failures and the latest
     finished jobs with warnings, read in one transaction."""
     counts = dict.fromkeys(ALL_STATUSES, 0)
-    for status, n in conn.execute(_COUNTS):
+    for status, n in _COUNTS.rows(conn):
         counts[status] = int(n)
     params = {"active_limit": active_limit, "recent": recent}
-    warned = [j for j in _jobs(conn.execute(_FINISHED)) if j.warnings][:recent]
-    return {"counts": counts, "running": _jobs(conn.execute(_UNFINISHED, params)),
-            "failures": _jobs(conn.execute(_FAILED, params)), "warned": warned}
+    warned = [j for j in _jobs(_FINISHED.rows(conn)) if j.warnings][:recent]
+    return {"counts": counts, "running": _jobs(_UNFINISHED.rows(conn, params)),
+            "failures": _jobs(_FAILED.rows(conn, params)), "warned": warned}
 
 
 @operation
@@ -182,16 +188,16 @@ def count_unfinished(conn: sa.Connection, kinds: Iterable[str] | None = None,
 
 @lru_cache(maxsize=256)
 def _update_stmt(keys: tuple[str, ...], only_from: tuple[str, ...] | None,
-                 same_attempt: bool) -> sa.Update:
+                 same_attempt: bool) -> Prepared:
     """UPDATE :job_id's columns ``keys`` (each from the parameter ``set_<key>``) if its status
     is in ``only_from`` (and, with ``same_attempt``, its arq id still :arq_was); RETURNING it."""
     stmt = sa.update(JOB).where(JOB.c.id == sa.bindparam("job_id"))
     if only_from is not None:
-        stmt = stmt.where(JOB.c.status.in_(only_from))
+        stmt = stmt.where(_status_in(only_from))
     if same_attempt:
         stmt = stmt.where(JOB.c.arq_job_id.is_not_distinct_from(sa.bindparam("arq_was")))
     values = {key: sa.bindparam(f"set_{key}", type_=JOB.c[key].type) for key in keys}
-    return stmt.values(values).returning(*_COLUMNS)
+    return Prepared(stmt.values(values).returning(*_COLUMNS))
 
 
 _NO_ARQ_ID = object()
@@ -203,7 +209,7 @@ def _update(conn: sa.Connection, job_id: str, values: dict[str, Any],
     stmt = _update_stmt(tuple(sorted(values)), None if only_from is None else tuple(sorted(only_from)),
                         arq_was is not _NO_ARQ_ID)
     params = {f"set_{key}": value for key, value in values.items()}
-    return _one(conn.execute(stmt, {"job_id": job_id, "arq_was": arq_was, **params}))
+    return _one(stmt.rows(conn, {"job_id": job_id, "arq_was": arq_was, **params}))
 
 
 @operation
@@ -213,7 +219,7 @@ def update_job(conn: sa.Connection, job_id: str, values: dict[str, Any], *,
     return _update(conn, job_id, values, only_from)
 
 
-_CLAIM = (sa.update(JOB)
+_CLAIM = Prepared(sa.update(JOB)
           .where(JOB.c.id == sa.bindparam("job_id"), JOB.c.status == Status.PENDING.value,
                  JOB.c.arq_job_id == sa.bindparam("arq_id"))
           .values(status=sa.bindparam("to"),
@@ -229,8 +235,8 @@ def claim(conn: sa.Connection, job_id: str, arq_id: str | None, to: Status, work
           at: datetime) -> Job | None:
     """A worker takes a job: only a pending row still waiting for this very arq job moves."""
     assert Status.PENDING in ALLOWED_FROM[to]
-    return _one(conn.execute(_CLAIM, {"job_id": job_id, "arq_id": arq_id, "to": to.value,
-                                      "worker_id": worker_id, "at": at}))
+    return _one(_CLAIM.rows(conn, {"job_id": job_id, "arq_id": arq_id, "to": to.value,
+                                   "worker_id": worker_id, "at": at}))
 
 
 def _allowed(to: Status, only_from: Iterable[Status] | None) -> list[str]:
@@ -245,20 +251,22 @@ def transition(conn: sa.Connection, job_id: str, to: Status, values: dict[str, A
     return _update(conn, job_id, {**(values or {}), "status": to.value}, _allowed(to, only_from))
 
 
-_INSERT_LOG = sa.insert(LOG).returning(LOG.c.id)
-_TRIM_LOG = sa.delete(LOG).where(
+_INSERT_LOG = Prepared(sa.insert(LOG).values(
+    job_id=sa.bindparam("job_id"), message=sa.bindparam("message"), level=sa.bindparam("level"),
+    at=sa.bindparam("at", type_=UTCDateTime)).returning(LOG.c.id))
+_TRIM_LOG = Prepared(sa.delete(LOG).where(
     LOG.c.job_id == sa.bindparam("job_id"),
     LOG.c.id <= (sa.select(LOG.c.id).where(LOG.c.job_id == sa.bindparam("job_id"))
-                 .order_by(LOG.c.id.desc()).offset(sa.bindparam("keep")).limit(1).scalar_subquery()))
+                 .order_by(LOG.c.id.desc()).offset(sa.bindparam("keep")).limit(1).scalar_subquery())))
 
 
 def _insert_log(conn: sa.Connection, job_id: str, message: str, level: str,
                 keep: int) -> dict[str, Any]:
     at, message = utcnow(), message[:4000]
-    line_id = conn.execute(_INSERT_LOG, {"job_id": job_id, "message": message, "level": level,
-                                         "at": at}).scalar_one()
+    line_id = _INSERT_LOG.rows(conn, {"job_id": job_id, "message": message, "level": level,
+                                      "at": at})[0][0]
     if line_id % 25 == 0:  # now and then, keep only the newest ``keep`` lines of the job
-        conn.execute(_TRIM_LOG, {"job_id": job_id, "keep": keep})
+        _TRIM_LOG.rowcount(conn, {"job_id": job_id, "keep": keep})
     return log_line(line_id, at, level, message)
 
 

@@ -58,6 +58,8 @@ class WorkerState:
         os.kill(os.getpid(), signal.SIGTERM)
 
     async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.engine.bus.flush(), 5)
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -174,7 +176,7 @@ async def run_job(ctx: dict[str, Any], job_id: str, kind_name: str | None = None
     claimed = await store.claim(engine.db, job_id, arq_id, first_status, state.worker_id, utcnow())
     if claimed is None:
         return "skipped"
-    await engine.publish_job(claimed)
+    engine.publish_soon(engine.job_event(claimed))  # its final state follows it, in order
     jctx = JobContext(engine, claimed)
     state.active[job_id] = jctx
     try:
@@ -240,13 +242,14 @@ async def _on_shutdown(ctx: dict[str, Any]) -> None:
 
 
 class SlotWorker(Worker):
-    """arq's worker, except that when every job slot is busy it starts the next queued job as
-    soon as a slot frees, instead of sleeping out the rest of ``poll_delay``.
+    """arq's worker, except that when every job slot is busy it starts queued jobs as soon as
+    slots free, instead of sleeping out the rest of ``poll_delay``.
 
     arq stops starting jobs once ``max_jobs`` run and sleeps until its next poll: a worker whose
     jobs each take longer than a few milliseconds then runs at most ``max_jobs`` jobs per
     ``poll_delay`` (200 jobs/s at arq's defaults here), and a queued job waits up to
-    ``poll_delay`` after a slot freed.
+    ``poll_delay`` after a slot freed. It refills once half the slots are free (each poll reads
+    up to a hundred ids of the queue: one per freed slot would cost more than the jobs).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -266,12 +269,17 @@ class SlotWorker(Worker):
         loop = asyncio.get_running_loop()
         until = loop.time() + self.poll_delay_s
         await super()._poll_iteration()
-        while self.job_counter >= self.max_jobs and (left := until - loop.time()) > 0:
-            self._slot_freed.clear()
-            try:
-                await asyncio.wait_for(self._slot_freed.wait(), left)
-            except TimeoutError:
-                return  # arq's own poll loop takes it from here, without sleeping
+        refill_at = self.max_jobs - max(1, self.max_jobs // 2)  # running jobs
+        while self.job_counter >= self.max_jobs:
+            while self.job_counter > refill_at:
+                left = until - loop.time()
+                if left <= 0:
+                    return  # arq's own poll loop takes it from here, without sleeping
+                self._slot_freed.clear()
+                try:
+                    await asyncio.wait_for(self._slot_freed.wait(), left)
+                except TimeoutError:
+                    return
             await super()._poll_iteration()
 
 

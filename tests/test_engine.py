@@ -178,3 +178,29 @@ def test_log_lines_are_bounded(make_stack) -> None:
     assert 10 <= len(lines) <= 10 + 25
     assert lines[-1]["message"] == "Finished: completed"
     assert "Step 1 done" not in [line["message"] for line in lines]
+
+
+def test_jobs_page_finds_by_id_filters_and_pages(make_stack) -> None:
+    s = make_stack(env={"MARKETDESK_MAX_QUEUED": "100"})
+    done = [s.submit("diagnostics.noop") for _ in range(27)]
+    for job_id in done:
+        s.wait(job_id)
+    failed = s.submit("diagnostics.sleep", steps=1, step_seconds=0, fail_at=1)
+    s.wait(failed)
+
+    def rows(html: str) -> list[str]:
+        return [part.split('"', 1)[0] for part in html.split('data-testid="job-row-')[1:]]
+
+    page = httpx.get(f"{s.url}/jobs").text
+    assert rows(page)[0] == failed and len(rows(page)) == 25  # newest first, a page of 25
+    assert "28 jobs" in page
+    assert rows(page) == rows(httpx.get(f"{s.url}/jobs").text)  # the same page, read again
+    older = rows(httpx.get(f"{s.url}/jobs?offset=25").text)
+    assert len(older) == 3 and not set(older) & set(rows(page))
+    assert rows(httpx.get(f"{s.url}/jobs?q={done[3][:12].upper()}").text) == [done[3]]
+    assert rows(httpx.get(f"{s.url}/jobs?status=failed").text) == [failed]
+    assert rows(httpx.get(f"{s.url}/jobs?q=%25").text) == []
+    table = httpx.get(f"{s.url}/jobs?kind=diagnostics.sleep", headers={"HX-Request": "true",
+                                                                      "HX-Target": "jobs-table"})
+    assert table.text.startswith('<div id="jobs-table"') and rows(table.text) == [failed]
+    assert httpx.get(f"{s.url}/jobs?status=done").status_code == 400

@@ -74,7 +74,8 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
         middleware=[security_middleware(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(title="marketdesk", version="0.1.0", path="/schema"),
-        logging_config=LoggingConfig(log_exceptions="always"),
+        # exceptions are logged by web.common.internal_error: the unexpected ones only
+        logging_config=LoggingConfig(log_exceptions="never"),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from litestar import Request, Response
@@ -12,6 +13,7 @@ from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_429_TOO_MANY_REQUESTS,
+    HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
@@ -19,6 +21,8 @@ from jobs.engine import Engine
 from jobs.queue import JobBusy, JobConflict, JobNotFound, QueueFull, QueueUnavailable
 from jobs.registry import ParamsError
 from web.render import render
+
+log = logging.getLogger("marketdesk.web")
 
 
 def engine_of(request: Request[Any, Any, Any]) -> Engine:
@@ -94,6 +98,14 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[s
     return _json_error(exc.status_code, str(exc.detail))
 
 
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Only what nothing else handles is logged (with its traceback): an answered 4xx is not an
+    error of ours, and logging each one would bury the real ones (and cost the request path)."""
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _json_error(HTTP_500_INTERNAL_SERVER_ERROR,
+                       f"Internal error ({type(exc).__name__}); it is in the server's log.")
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ParamsError: params_error,
     QueueFull: queue_full,
@@ -103,4 +115,5 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     JobBusy: busy,
     ValidationException: validation_error,
     HTTPException: http_error,
+    Exception: internal_error,
 }

@@ -107,18 +107,18 @@ async def _grid_when_running(event: Event, topic: str, engine: Engine) -> list[t
 
 
 # -- API --------------------------------------------------------------------------------------
-def _busy(_: Request[Any, Any, Any], exc: SimulationBusy) -> Response[dict[str, Any]]:
-    return Response({"status_code": 400, "detail": str(exc)}, status_code=HTTP_400_BAD_REQUEST)
-
-
-@post("/simulate/trigger", name="simulate-trigger", status_code=200,
-      exception_handlers={SimulationBusy: _busy})
-async def simulate_trigger(request: Request[Any, Any, Any], data: dict[str, Any]) -> dict[str, Any]:
-    """Validate and record a simulation job; answers at once (the worker downloads prices)."""
-    done = await trigger(engine_of(request), data)
-    return {"job_id": done.job.id, "status": done.job.status,
-            "total_model_days": done.total_model_days, "message": done.message,
-            "warnings": done.warnings}
+@post("/simulate/trigger", name="simulate-trigger", status_code=200)
+async def simulate_trigger(request: Request[Any, Any, Any],
+                           data: dict[str, Any]) -> Response[dict[str, Any]]:
+    """Validate and record a simulation job; answers at once (the worker downloads prices).
+    While another simulation is pending or running: 400, as the source design answers."""
+    try:
+        done = await trigger(engine_of(request), data)
+    except SimulationBusy as exc:  # answered here: the common refusal under load, kept cheap
+        return Response({"status_code": 400, "detail": str(exc)}, status_code=HTTP_400_BAD_REQUEST)
+    return Response({"job_id": done.job.id, "status": done.job.status,
+                     "total_model_days": done.total_model_days, "message": done.message,
+                     "warnings": done.warnings})
 
 
 @get("/simulate/status/{job_id:str}", name="simulate-status")

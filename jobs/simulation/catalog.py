@@ -25,6 +25,7 @@ positions, trades, cash, value and the strategy's state. The next day's step tak
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -175,8 +176,8 @@ class UnknownModelError(ValueError):
 
 # -- loading ---------------------------------------------------------------------------------------
 
-def default_models() -> dict[str, ModelSpec]:
-    """The shipped models: one per built-in strategy, all enabled, over the demo tickers."""
+@functools.lru_cache(maxsize=1)
+def _default_models() -> dict[str, ModelSpec]:
     universe = _demo_tickers()
     specs = [
         ModelSpec(name="buy-and-hold", strategy="buy_and_hold", universe=universe),
@@ -188,13 +189,29 @@ def default_models() -> dict[str, ModelSpec]:
     return {spec.name: spec for spec in specs}
 
 
+def default_models() -> dict[str, ModelSpec]:
+    """The shipped models: one per built-in strategy, all enabled, over the demo tickers."""
+    return dict(_default_models())
+
+
 def load_models(path: str | Path | None = None) -> dict[str, ModelSpec]:
     """Models by name: from ``path``, else from the file named by ``MARKETDESK_MODELS_FILE``,
-    else :func:`default_models`. Read on every call, so an edited file takes effect at once."""
+    else :func:`default_models`. An edited file takes effect at once: it is read again
+    whenever its modification time or size changed (parsed once per version, as every
+    trigger asks for the models)."""
     if path is None:
         path = os.environ.get(MODELS_FILE_ENV, "").strip() or None
     if path is None:
         return default_models()
+    try:
+        st = os.stat(path)
+    except OSError:
+        return read_models_file(Path(path))  # it says what is wrong with the path
+    return dict(_read_models_file_version(str(path), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_models_file_version(path: str, mtime_ns: int, size: int) -> dict[str, ModelSpec]:
     return read_models_file(Path(path))
 
 

@@ -1,0 +1,109 @@
+"""The database layer: prepared statements read and write what SQLAlchemy would, on each
+database; a worker's slots refill as they free; events keep their order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from jobs import store
+from jobs.db import Database, Prepared
+from jobs.events import EventBus, read_after
+from jobs.models import Job
+from jobs.redis_embedded import EmbeddedRedis
+
+
+async def test_prepared_statements_read_and_write_what_sqlalchemy_would(db: Database) -> None:
+    at = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+    job = Job(id="p" * 32, kind="diagnostics.noop", params={"a": [1, "b"], "n": None},
+              warnings=["w1"], result={"x": 1.5}, created_at=at, updated_at=at, started_at=at)
+    assert await store.insert_job(db, job, 5) is None  # written through a Prepared INSERT
+
+    select = sa.select(*[store.JOB.c[name] for name in ("id", "params", "warnings", "result",
+                                                        "created_at", "finished_at", "attempts")])
+    prepared = Prepared(select.where(store.JOB.c.id == sa.bindparam("job_id")))
+    ours = await db.run(lambda conn: prepared.rows(conn, {"job_id": job.id}))
+    theirs = await db.run(lambda conn: [tuple(r) for r in conn.execute(
+        select.where(store.JOB.c.id == job.id))])
+    assert ours == theirs == [(job.id, {"a": [1, "b"], "n": None}, ["w1"], {"x": 1.5}, at, None, 0)]
+    assert ours[0][4].tzinfo is not None  # aware UTC, like every timestamp we hand out
+
+
+async def test_a_prepared_statement_refuses_a_missing_parameter(db: Database) -> None:
+    prepared = Prepared(sa.update(store.JOB).where(store.JOB.c.id == sa.bindparam("job_id"))
+                        .values(phase=sa.bindparam("phase")))
+    await store.insert_job(db, Job(id="q" * 32, kind="diagnostics.noop", phase="before"), 5)
+    with pytest.raises(sa.exc.SQLAlchemyError, match="required for bind parameter 'phase'"):
+        await db.run(lambda conn: prepared.rowcount(conn, {"job_id": "q" * 32}))
+    assert (await store.get_job(db, "q" * 32)).phase == "before"  # nothing written as NULL
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path):
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        yield server.url
+
+
+async def test_events_keep_the_order_they_were_published_in(redis_url: str) -> None:
+    """Events sent without waiting and events waited for go out through one sender, in order,
+    however many pipelines it takes."""
+    from jobs.engine import redis_client
+
+    redis = redis_client(redis_url)
+    bus = EventBus(redis)
+    try:
+        for i in range(50):
+            if i % 3:
+                bus.publish_soon(("log", ("job:x",), {"n": i}))
+            else:
+                await bus.publish_batched(("log", ("job:x",), {"n": i}), ("log", ("job:x",),
+                                                                           {"n": i + 0.5}))
+        await bus.flush()
+        seen = [e.data["n"] for e in await read_after(redis, "0-0", count=1000)]
+        assert seen == sorted(seen) and len(seen) == 50 + 17
+    finally:
+        await redis.aclose()
+
+
+async def test_a_publish_that_cannot_reach_redis_says_so(tmp_path: Path) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from jobs.engine import redis_client
+
+    redis = redis_client(f"unix://{tmp_path / 'nobody-here.sock'}")
+    try:
+        with pytest.raises((RedisConnectionError, OSError)):
+            await EventBus(redis).publish_batched(("log", ("job:x",), {"n": 1}))
+    finally:
+        await redis.aclose()
+
+
+async def test_a_full_worker_starts_the_next_job_when_slots_free(redis_url: str, tmp_path: Path) -> None:
+    """arq alone sleeps out its poll delay once every slot is busy; ours refills at once."""
+    from jobs import queue
+    from jobs.engine import Engine
+    from jobs.migrate import upgrade_async
+    from jobs.settings import Settings
+    from jobs.worker import build_worker
+
+    settings = Settings(data_dir=tmp_path / "data", redis_url=redis_url)
+    await upgrade_async(settings.resolved_database_url)
+    engine = Engine(settings, redis_url)
+    try:
+        ids = [(await queue.submit(engine, "diagnostics.sleep", {"steps": 1, "step_seconds": 0.1})).id
+               for _ in range(8)]
+        worker = build_worker(engine, burst=True, max_jobs=2, poll_delay=5.0, handle_signals=False)
+        start = time.monotonic()
+        await asyncio.wait_for(worker.async_run(), 30)
+        took = time.monotonic() - start
+        await worker.close()
+        assert {(await store.get_job(engine.db, i)).status for i in ids} == {"completed"}
+        # four rounds of two 0.1 s jobs; a worker that waited for its 5 s poll would take 15 s
+        assert took < 3, f"took {took:.1f} s"
+    finally:
+        await engine.db.dispose()
