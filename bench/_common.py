@@ -223,7 +223,8 @@ def py_spy_start(pid: int, out: Path, seconds: float, rate: int = 200) -> Any:
 
 
 # py-spy counts a thread blocked in these as busy; they are waiting, not working
-_IDLE_LEAVES = ("aiosqlite/core.py:59)", "threading.py:327)", "threading.py:331)",
+# (a "|" joins parts that must all be in the leaf frame)
+_IDLE_LEAVES = ("_serve (|/jobs/db.py:", "threading.py:327)", "threading.py:331)",
                 "(selectors.py", "select (", "_supervise (web/cli.py")
 
 
@@ -241,7 +242,7 @@ def summarize_py_spy(path: Path, top: int = 30) -> str:
         if not stack or not n.isdigit():
             continue
         frames = stack.split(";")
-        if any(idle in frames[-1] for idle in _IDLE_LEAVES):
+        if any(all(part in frames[-1] for part in idle.split("|")) for idle in _IDLE_LEAVES):
             continue
         names = []
         for frame in frames:

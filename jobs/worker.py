@@ -59,7 +59,7 @@ class WorkerState:
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.engine.bus.flush(), 5)
+            await asyncio.wait_for(self.engine.bus.flush(), 2)
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:

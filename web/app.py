@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +20,8 @@ from web.common import EXCEPTION_HANDLERS
 from web.events import Hub, events_stream
 from web.render import STATIC_DIR
 from web.security import security_middleware
+
+log = logging.getLogger("marketdesk.web")
 
 
 def _warm_up() -> None:
@@ -58,8 +61,13 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
         try:
             yield
         finally:
-            await hub.stop()
-            await engine.close()
+            # a clean stop must not hang on a peer that does not answer (it would keep
+            # `marketdesk serve` from stopping its workers and Redis): each step gets 3 s
+            for what, closing in (("the event hub", hub.stop), ("the engine", engine.close)):
+                try:
+                    await asyncio.wait_for(closing(), 3)
+                except TimeoutError:
+                    log.warning("closing %s took longer than 3 s; going on without it", what)
 
     return Litestar(
         route_handlers=[
