@@ -128,3 +128,25 @@ def test_an_older_job_state_never_overwrites_a_newer_one() -> None:
     assert not hub.is_stale(state("2-0", "cancelled", "2026-01-01T10:00:00.000005+00:00"))
     # the web's "cancel requested" (committed before the worker's "cancelled") arrives late
     assert hub.is_stale(state("3-0", "running", "2026-01-01T10:00:00.000003+00:00"))
+
+
+def test_a_burst_of_job_events_renders_the_overview_a_few_times_with_the_final_counts(
+        make_stack) -> None:
+    s = make_stack(workers=0, env={"MARKETDESK_MAX_QUEUED": "1000"})
+    with _stream(f"{s.url}/events?topic=jobs") as r:
+        events = sse_events(r)
+        first = next(e for e in events if e.get("event") == "overview")  # the state on connect
+        assert 'data-testid="count-pending">0<' in first["data"]
+        for _ in range(60):
+            s.submit("diagnostics.noop")
+        overviews, rows, started = [], 0, time.monotonic()
+        for event in events:
+            if event.get("event") == "job-new":
+                rows += 1
+            elif event.get("event") == "overview":
+                overviews.append(event["data"])
+                if 'data-testid="count-pending">60<' in event["data"]:
+                    break
+            assert time.monotonic() - started < 15, (rows, len(overviews))
+    assert rows == 60  # every job's row came, each in its own event
+    assert len(overviews) <= 20, len(overviews)  # the overview did not follow each of them

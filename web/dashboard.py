@@ -16,9 +16,9 @@ from jobs.engine import Engine, job_payload
 from jobs.events import Event
 from jobs.keys import WORKER_KEY_PREFIX
 from jobs.registry import kind_names, load_kinds
-from jobs.status import ALL_STATUSES
+from jobs.status import ALL_STATUSES, Status
 from web.common import engine_of, html, is_embed, page
-from web.events import renderer, snapshot
+from web.events import renderer, snapshot, summary
 from web.render import finished_row, job_row, render, with_embed
 
 PAGE_SIZE = 25
@@ -53,6 +53,14 @@ async def job_context(engine: Engine, job_id: str) -> dict[str, Any] | None:
     return {"job": payload, "logs": logs, "panels": panels}
 
 
+def _new_rows_event(kind: str | None, status: str | None, q: str | None, offset: int) -> str | None:
+    """The event whose rows (jobs just created) belong at the top of this view of the list:
+    a new job is pending, of its kind; a search by id or an older page gets none."""
+    if q or offset or status not in (None, "", Status.PENDING.value):
+        return None
+    return f"job-new-{kind}" if kind else "job-new"
+
+
 def _check_filters(kind: str | None, status: str | None) -> None:
     if status and status not in ALL_STATUSES:
         raise ValidationException(f"status: {status!r} is not a status; allowed: "
@@ -70,17 +78,18 @@ async def _jobs_topic(event: Event, topic: str, engine: Engine) -> list[tuple[st
     if event.data.get("event") == "created":
         out.append(("job-new", row))
         out.append((f"job-new-{event.data['kind']}", row))
-    out.append(("overview", render("fragments/overview.html", **await overview_context(engine))))
     return out
+
+
+@summary("job", "jobs")
+async def _overview(topic: str, engine: Engine) -> list[tuple[str, str]]:
+    return [("overview", render("fragments/overview.html", **await overview_context(engine)))]
 
 
 @snapshot("jobs")
 async def _jobs_state(topic: str, engine: Engine) -> list[tuple[str, str]]:
     jobs, _ = await store.list_jobs(engine.db, limit=PAGE_SIZE * 2)
-    out = [(f"job-row-{j.id}", job_row(j))
-           for j in jobs]
-    out.append(("overview", render("fragments/overview.html", **await overview_context(engine))))
-    return out
+    return [*((f"job-row-{j.id}", job_row(j)) for j in jobs), *await _overview(topic, engine)]
 
 
 @renderer("job", "job")
@@ -127,7 +136,7 @@ async def jobs_page(
     ctx = {"rows": [row for row in rows.values() if row is not None], "total": total,
            "kind": kind or "",
            "status": status or "", "q": q or "", "offset": offset, "page_size": PAGE_SIZE,
-           "kinds": kind_names(), "live_new": not (kind or status or q or offset)}
+           "kinds": kind_names(), "live_new": _new_rows_event(kind, status, q, offset)}
     if request.headers.get("hx-target") == "jobs-table":
         return html("fragments/jobs_table.html", embed=embed, **ctx)
     return page(request, "pages/jobs.html", **ctx)

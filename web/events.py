@@ -37,6 +37,8 @@ Snapshot = Callable[[str, Engine], Awaitable[list[Message]]]
 
 _RENDERERS: dict[tuple[str, str], list[Renderer]] = defaultdict(list)
 _SNAPSHOTS: dict[str, Snapshot] = {}
+_SUMMARIES: dict[tuple[str, str], list[Snapshot]] = defaultdict(list)
+SUMMARY_SECONDS = 0.25
 TOPIC_RE = re.compile(r"^(?P<prefix>[a-z]+)(?::(?P<arg>[A-Za-z0-9_.-]{1,64}))?$")
 
 
@@ -46,6 +48,18 @@ def renderer(event_type: str, topic_prefix: str) -> Callable[[Renderer], Rendere
 
     def deco(fn: Renderer) -> Renderer:
         _RENDERERS[(event_type, topic_prefix)].append(fn)
+        return fn
+    return deco
+
+
+def summary(event_type: str, topic_prefix: str) -> Callable[[Snapshot], Snapshot]:
+    """Register ``fn`` to render a region that sums a topic up (counts, the running jobs) after
+    events of ``event_type``: at once after a quiet spell, then at most once per
+    ``SUMMARY_SECONDS`` while events keep coming, with the state as it is then. A burst of a
+    thousand job events renders it a few times, not a thousand."""
+
+    def deco(fn: Snapshot) -> Snapshot:
+        _SUMMARIES[(event_type, topic_prefix)].append(fn)
         return fn
     return deco
 
@@ -120,6 +134,10 @@ class Hub:
     dropped: int = 0
     delivered: int = 0
     job_versions: dict[str, str] = field(default_factory=dict)
+    # summaries: topic -> the latest event id they owe an update for; when they last went out
+    _owed: dict[str, str] = field(default_factory=dict)
+    _summary_sent: dict[str, float] = field(default_factory=dict)
+    _summary_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def clients(self) -> set[Client]:
@@ -135,10 +153,12 @@ class Hub:
         self.shutdown.set()
         for client in self.clients:
             client.offer(CLOSE)
-        if self._task:
-            self._task.cancel()
+        for task in [self._task, *self._summary_tasks]:
+            if task is None:
+                continue
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                await task
         await self._redis.aclose()
 
     def subscribe(self, topics: frozenset[str], as_json: bool = False, embed: bool = False) -> Client:
@@ -197,6 +217,41 @@ class Hub:
                 if client.overflowed:
                     self.dropped += 1
             self.delivered += len(subscribers)
+            if (event.type, topic_prefix(topic)) in _SUMMARIES:
+                self._owe_summary(topic, event)
+
+    def _owe_summary(self, topic: str, event: Event) -> None:
+        first = topic not in self._owed
+        self._owed[topic] = event.id
+        if first:
+            loop = asyncio.get_running_loop()
+            delay = self._summary_sent.get(topic, -SUMMARY_SECONDS) + SUMMARY_SECONDS - loop.time()
+            task = loop.create_task(self._send_summary(topic, event.type, max(0.0, delay)))
+            self._summary_tasks.add(task)
+            task.add_done_callback(self._summary_tasks.discard)
+
+    async def _send_summary(self, topic: str, event_type: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        entry_id = self._owed.pop(topic)
+        self._summary_sent[topic] = asyncio.get_running_loop().time()
+        wire: dict[str, bytes] = {}
+        for client in list(self.by_topic.get(topic, ())):
+            if client.as_json:
+                continue  # tools get the events themselves
+            if client.variant not in wire:
+                token = EMBED.set(client.embed)
+                try:
+                    messages: list[Message] = []
+                    for fn in _SUMMARIES[(event_type, topic_prefix(topic))]:
+                        try:
+                            messages.extend(await fn(topic, self.engine))
+                        except Exception:
+                            log.exception("rendering the summary of %s failed", topic)
+                finally:
+                    EMBED.reset(token)
+                wire[client.variant] = encode(entry_id, messages) if messages else b""
+            if wire[client.variant]:
+                client.offer((entry_id, wire[client.variant]))
 
 
 async def render_event(event: Event, topic: str, engine: Engine) -> list[Message]:
@@ -348,4 +403,4 @@ async def events_stream(request: Request, topic: list[str], format: str = "html"
     )
 
 
-__all__ = ["EVENT_STREAM", "Hub", "events_stream", "renderer", "snapshot"]
+__all__ = ["EVENT_STREAM", "Hub", "events_stream", "renderer", "snapshot", "summary"]
