@@ -161,7 +161,7 @@ def _describe(params: dict[str, Any]) -> str:
 
 async def download(ctx: JobContext, params: DownloadParams) -> Outcome:
     settings = get_settings()
-    provider = make_provider(params.provider or settings.default_provider, settings)
+    provider = make_provider(params.provider or settings.default_provider, settings, ctx.engine.redis)
     try:
         report = await fetch_missing(ctx, provider, params.symbols, params.start_date,
                                      params.end_date)

@@ -18,6 +18,8 @@ import re
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -31,6 +33,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from jobs.keys import PACE_KEY_PREFIX
 from jobs.prices.calendar import trading_days
 from jobs.settings import Settings
 
@@ -95,13 +98,17 @@ class PriceProvider(Protocol):
     async def aclose(self) -> None: ...
 
 
-def make_provider(name: str, settings: Settings) -> PriceProvider:
-    """The provider called ``name`` (one of :data:`PROVIDER_NAMES`)."""
+def make_provider(name: str, settings: Settings, redis: Any = None) -> PriceProvider:
+    """The provider called ``name`` (one of :data:`PROVIDER_NAMES`). Given the deployment's
+    Redis, Alpha Vantage's pacing holds across every job and worker using the same key."""
     key = name.strip().lower() if isinstance(name, str) else name
     if key == "synthetic":
         return SyntheticProvider(settings)
     if key == "alphavantage":
-        return AlphaVantageProvider(settings)
+        api_key = (settings.alphavantage_api_key or "").strip()
+        pace = (SharedPace(redis, "alphavantage:" + api_key, settings.alphavantage_min_interval_seconds)
+                if redis is not None and api_key else None)
+        return AlphaVantageProvider(settings, pace=pace)
     raise ValueError(f"Unknown price provider {name!r}; choose one of: {', '.join(PROVIDER_NAMES)}")
 
 
@@ -310,11 +317,71 @@ def _fallback_warning(symbol: str) -> str:
     )
 
 
+class Pace(Protocol):
+    def turn(self) -> AbstractAsyncContextManager[None]:
+        """Wait for the turn to send one request; the request is sent inside the block."""
+        ...
+
+
+class LocalPace:
+    """One request at a time from this provider, each sent no sooner than ``interval`` after
+    the previous answer (Alpha Vantage counts requests as they *arrive*: spacing only their
+    starts, as a token bucket does, lets a slow one arrive close behind the next)."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._lock = asyncio.Lock()
+        self._last_answer = float("-inf")
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        async with self._lock:
+            wait = self._last_answer + self._interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                yield
+            finally:
+                self._last_answer = time.monotonic()
+
+
+class SharedPace:
+    """The same rule for every job and worker process sending with one API key: the provider
+    limits the key, whoever sends. A Redis lock (redis-py's) makes requests take turns, and
+    the time of the last answer (Redis's clock, one for every host) is kept beside it."""
+
+    def __init__(self, redis: Any, name: str, interval: float, lock_seconds: float = 120.0) -> None:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]  # never the key itself
+        self._redis = redis
+        self._interval = interval
+        self._last_key = f"{PACE_KEY_PREFIX}{digest}:last-answer"
+        self._lock = redis.lock(f"{PACE_KEY_PREFIX}{digest}:lock", timeout=lock_seconds, sleep=0.02)
+
+    async def _now(self) -> float:
+        seconds, micros = await self._redis.time()
+        return float(seconds) + float(micros) / 1e6
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        async with self._lock:
+            last = await self._redis.get(self._last_key)
+            if last is not None:
+                wait = float(last) + self._interval - await self._now()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            try:
+                yield
+            finally:
+                await self._redis.set(self._last_key, repr(await self._now()),
+                                      px=max(60_000, int(self._interval * 10_000)))
+
+
 class AlphaVantageProvider:
     """Alpha Vantage ``TIME_SERIES_DAILY`` over HTTP.
 
     One ``httpx.AsyncClient`` per instance (closed by :meth:`aclose`); requests - retries
-    included - are paced to one per ``settings.alphavantage_min_interval_seconds``; 5xx answers
+    included - are paced to one per ``settings.alphavantage_min_interval_seconds`` (by its
+    ``pace``: this instance alone, or every sender of the key with :class:`SharedPace`); 5xx answers
     and transport errors are retried ``retry_attempts`` times in all with exponential backoff
     starting at ``retry_wait_seconds``. After a premium refusal of ``outputsize=full`` the
     instance only asks for ``compact`` from then on.
@@ -329,12 +396,11 @@ class AlphaVantageProvider:
         retry_wait_seconds: float = 1.0,
         retry_attempts: int = 3,
         timeout_seconds: float = 30.0,
+        pace: Pace | None = None,
     ) -> None:
         self._api_key = (settings.alphavantage_api_key or "").strip() or None
         self._url = settings.alphavantage_url
-        self._interval = settings.alphavantage_min_interval_seconds
-        self._pace = asyncio.Lock()
-        self._last_answer = float("-inf")
+        self._pace = pace or LocalPace(settings.alphavantage_min_interval_seconds)
         self._retry_wait = retry_wait_seconds
         self._retry_attempts = max(1, retry_attempts)
         self._client = httpx.AsyncClient(
@@ -391,17 +457,8 @@ class AlphaVantageProvider:
         return _classify(symbol, outputsize, response)
 
     async def _get(self, params: dict[str, str]) -> httpx.Response:
-        # Alpha Vantage counts requests as they *arrive*. Spacing the starts of requests (a token
-        # bucket) lets a slow one arrive close behind the next; one request at a time, sent no
-        # sooner than the interval after the previous answer, keeps arrivals an interval apart.
-        async with self._pace:
-            wait = self._last_answer + self._interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            try:
-                return await self._send(params)
-            finally:
-                self._last_answer = time.monotonic()
+        async with self._pace.turn():
+            return await self._send(params)
 
     async def _send(self, params: dict[str, str]) -> httpx.Response:
         try:

@@ -98,7 +98,7 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
     report = FetchReport(requested=universe)
     if ctx.status == Status.DOWNLOADING_DATA:
         await ctx.log(f"Checking price data for {len(universe)} symbols, {history_from} → {end}")
-        provider = make_provider(get_settings().default_provider, get_settings())
+        provider = make_provider(get_settings().default_provider, get_settings(), ctx.engine.redis)
         try:
             report = await fetch_missing(ctx, provider, universe, history_from, end)
         finally:

@@ -408,3 +408,19 @@ def test_av_requests_arrive_at_most_one_per_interval(slow_stack: Stack, fake: Fa
     gaps = paced_download(slow_stack, fake)
     # unpaced, these requests arrive ~0.03-0.15 s apart; Alpha Vantage counts arrivals
     assert min(gaps) >= AV_MIN_INTERVAL, gaps
+
+
+def test_av_jobs_running_together_share_the_pace_of_their_key(slow_stack: Stack,
+                                                               fake: FakeAlphaVantage) -> None:
+    """The limit is the key's, whoever sends: two downloads at once must not double the rate."""
+    first, second = av_tickers(fake, "A", "B", "C"), av_tickers(fake, "D", "E", "F")
+    jobs = [download(slow_stack, symbols, *AV_RANGE, provider="alphavantage")
+            for symbols in (first, second)]
+    done = [slow_stack.wait(job_id) for job_id in jobs]
+    assert [job["status"] for job in done] == ["completed", "completed"], done
+    # they ran at the same time: each started before the other finished
+    assert done[0]["started_at"] < done[1]["finished_at"] and done[1]["started_at"] < done[0]["finished_at"]
+    times = sorted(r.monotonic for r in fake.requests)
+    assert len(times) == 6
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= AV_MIN_INTERVAL, gaps
