@@ -265,6 +265,22 @@ class SlotWorker(Worker):
         # Redis (arq checks each with two round trips, which every early wake-up would repeat)
         await super().start_jobs([j for j in job_ids if j.decode() not in self.tasks])
 
+    async def close(self) -> None:
+        """arq's close(), except that it waits for every job task whatever its end: arq gathers
+        them without ``return_exceptions``, so a job cancelled by the shutdown (one handing
+        itself back to the queue) raised out of close() before on_shutdown ran and before the
+        job was handed back, and its row waited a lease to be requeued."""
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if not self._pool:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await self.pool.delete(self.health_check_key)
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        await self.pool.aclose(close_connection_pool=True)
+        self._pool = None
+
     async def _poll_iteration(self) -> None:
         loop = asyncio.get_running_loop()
         until = loop.time() + self.poll_delay_s

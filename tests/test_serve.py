@@ -40,12 +40,15 @@ def test_sigterm_stops_everything_within_5_seconds(tmp_path, database) -> None:
     assert not [p for p in children if _alive(p)], "processes left behind"
     assert not s.redis_socket.exists()
     assert "marketdesk stopped" in s.log()
-    # the interrupted job was handed back, not lost: the next start finishes it
+    # the interrupted job was handed back on the way out, not left for the lease (30 s) to
+    # expire: the next start finishes it at once
     s2 = Stack(tmp_path / "d", workers=1, port=s.port)
     if "MARKETDESK_DATABASE_URL" in s.env:
         s2.env["MARKETDESK_DATABASE_URL"] = s.env["MARKETDESK_DATABASE_URL"]
     with s2:
-        assert s2.wait(job_id, timeout=60)["status"] == "completed"
+        job = s2.wait(job_id, timeout=25)
+        assert job["status"] == "completed"
+        assert any(line["message"] == "Requeued: worker shut down" for line in job["log"]), job["log"]
 
 
 @contextlib.contextmanager
