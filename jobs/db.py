@@ -170,7 +170,7 @@ class _SQLiteThread:
             try:
                 with conn.begin():
                     return [(c.fn(conn, *c.args, **c.kwargs), None) for c in batch]
-            except Exception:  # noqa: S110 - rolled back; find the culprit below
+            except Exception:  # rolled back: find the culprit below
                 pass
         outcomes: list[tuple[Any, BaseException | None]] = []
         for c in batch:
@@ -263,9 +263,8 @@ class Database:
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = normalize_url(url)
-        self.dialect = "sqlite" if is_sqlite(self.url) else "postgresql"
         self._sqlite: _SQLiteThread | None = None
-        if self.dialect == "sqlite":
+        if is_sqlite(self.url):
             self.engine = _sqlite_engine(self.url)
             self._async = None
         else:
@@ -273,10 +272,6 @@ class Database:
             engine_kwargs.setdefault("max_overflow", 20)
             self._async = create_async_engine(self.url, pool_pre_ping=True, **engine_kwargs)
             self.engine = self._async.sync_engine
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.dialect == "sqlite"
 
     def _thread(self) -> _SQLiteThread:
         """SQLite's database thread, started on first use (and again after dispose)."""

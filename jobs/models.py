@@ -3,7 +3,6 @@ around. Domain tables live in their subpackages."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -87,10 +86,6 @@ class Job:
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None
     cancel_requested_at: datetime | None = None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
-        return cls(**row)
 
     def values(self) -> dict[str, Any]:
         """Column name -> value, for an INSERT."""

@@ -110,12 +110,11 @@ async def cancel(engine: Engine, job_id: str) -> Job:
     if outcome == "finished":
         raise JobConflict(job, "cancelled")
     async with engine.redis.pipeline(transaction=False) as pipe:
+        # the new state first: a running job's "cancelled" must come after its "cancelling"
+        engine.bus.publish_to(pipe, *engine.job_event(job))
         if outcome == "cancelled":
             pipe.zrem(engine.redis.default_queue_name, job.arq_job_id or "")
-            engine.bus.publish_to(pipe, *engine.job_event(job))
         else:
-            # the "cancelling" state first: the worker's "cancelled" must come after it
-            engine.bus.publish_to(pipe, *engine.job_event(job))
             pipe.publish(CANCEL_CHANNEL, job_id)
         try:
             await pipe.execute()

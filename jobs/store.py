@@ -135,8 +135,7 @@ def list_job_versions(conn: sa.Connection, *, kind: str | None = None, status: s
                       ) -> tuple[list[tuple[str, str, datetime]], int]:
     """The same page as ``list_jobs``, as (id, status, updated_at) only: enough to tell which
     rows a page already has rendered (see web.render.job_row), without decoding whole rows."""
-    rows, total = _list(conn, _VERSION, kind, status, q, limit, offset)
-    return rows, total
+    return _list(conn, _VERSION, kind, status, q, limit, offset)
 
 
 @operation
@@ -178,9 +177,10 @@ def overview(conn: sa.Connection, active_limit: int = 20, recent: int = 5) -> di
 
 
 @operation
-def count_unfinished(conn: sa.Connection, kinds: Iterable[str] | None = None,
-                     statuses: Iterable[str] = (Status.PENDING.value,)) -> int:
-    stmt = sa.select(sa.func.count()).select_from(JOB).where(JOB.c.status.in_(list(statuses)))
+def count_unfinished(conn: sa.Connection, kinds: Iterable[str] | None = None) -> int:
+    """Jobs pending or on their way (of these kinds)."""
+    stmt = sa.select(sa.func.count()).select_from(JOB).where(
+        JOB.c.status.in_([Status.PENDING.value, *_ACTIVE]))
     if kinds is not None:
         stmt = stmt.where(JOB.c.kind.in_(list(kinds)))
     return int(conn.execute(stmt).scalar() or 0)
@@ -308,22 +308,18 @@ def request_cancel(conn: sa.Connection, job_id: str, at: datetime) -> tuple[Job,
     """Cancel a job: a pending one at once ("cancelled"); an unfinished one is marked for its
     worker to stop ("stopping"; the first request's time is kept); a finished one is left as
     it is ("finished"). None when there is no such job."""
+    cancelled = _update(conn, job_id, {"status": Status.CANCELLED.value, "cancel_requested_at": at,
+                                       "finished_at": at, "phase": "Cancelled before it started"},
+                        [Status.PENDING.value])
+    if cancelled is not None:
+        return cancelled, "cancelled"
     job = get_job.sync(conn, job_id)  # type: ignore[attr-defined]
-    if job is None:
-        return None
-    if job.status == Status.PENDING:
-        cancelled = _update(conn, job_id, {"status": Status.CANCELLED.value, "cancel_requested_at": at,
-                                           "finished_at": at, "phase": "Cancelled before it started"},
-                            [Status.PENDING.value])
-        if cancelled is not None:
-            return cancelled, "cancelled"
-        job = get_job.sync(conn, job_id)  # type: ignore[attr-defined]  # it was just claimed
     if job is not None and job.status in _ACTIVE:
-        first = job.cancel_requested_at or at
-        stopping = _update(conn, job_id, {"cancel_requested_at": first}, _ACTIVE)
+        stopping = _update(conn, job_id, {"cancel_requested_at": job.cancel_requested_at or at},
+                           _ACTIVE)
         if stopping is not None:
             return stopping, "stopping"
-        job = get_job.sync(conn, job_id)  # type: ignore[attr-defined]
+        job = get_job.sync(conn, job_id)  # type: ignore[attr-defined]  # it finished meanwhile
     return (job, "finished") if job is not None else None
 
 
@@ -364,7 +360,6 @@ def heartbeat(conn: sa.Connection, job_ids: list[str], at: datetime) -> list[str
     """Mark the running jobs a worker holds as alive; the ids whose cancel was requested."""
     if not job_ids:
         return []
-    conn.execute(sa.update(JOB).where(JOB.c.id.in_(job_ids), JOB.c.status.in_(_ACTIVE))
-                 .values(heartbeat_at=at))
-    return list(conn.execute(sa.select(JOB.c.id).where(
-        JOB.c.id.in_(job_ids), JOB.c.cancel_requested_at.is_not(None))).scalars())
+    rows = conn.execute(sa.update(JOB).where(JOB.c.id.in_(job_ids), JOB.c.status.in_(_ACTIVE))
+                        .values(heartbeat_at=at).returning(JOB.c.id, JOB.c.cancel_requested_at))
+    return [job_id for job_id, cancel_requested_at in rows if cancel_requested_at is not None]

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from arq import Worker
+from arq.constants import in_progress_key_prefix, job_key_prefix
 from arq.worker import func
 from redis.exceptions import RedisError
 
@@ -28,7 +29,6 @@ from jobs.settings import Settings
 from jobs.status import ACTIVE_STATUSES, Status
 
 log = logging.getLogger("marketdesk.worker")
-
 
 
 class WorkerState:
@@ -139,7 +139,7 @@ async def reconcile_once(engine: Engine, skip: set[str] | None = None) -> list[s
     # pending rows whose arq job is gone (Redis wiped or restarted)
     for job in await store.pending_jobs_older_than(engine.db, now - timedelta(seconds=5)):
         arq_id = job.arq_job_id or ""
-        exists = await engine.redis.exists(f"arq:job:{arq_id}", f"arq:in-progress:{arq_id}")
+        exists = await engine.redis.exists(job_key_prefix + arq_id, in_progress_key_prefix + arq_id)
         if not exists and await queue.requeue(engine, job, "its queue entry was lost"):
             touched.append(job.id)
     return touched

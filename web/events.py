@@ -131,8 +131,6 @@ class Hub:
     position: str = "0-0"
     shutdown: anyio.Event = field(default_factory=anyio.Event)
     _task: asyncio.Task[None] | None = None
-    dropped: int = 0
-    delivered: int = 0
     job_versions: dict[str, str] = field(default_factory=dict)
     # summaries: topic -> the latest event id they owe an update for; when they last went out
     _owed: dict[str, str] = field(default_factory=dict)
@@ -202,23 +200,24 @@ class Hub:
         if self.is_stale(event):
             return
         for topic in event.topics:
-            subscribers = self.by_topic.get(topic)
-            if not subscribers:
+            if not self.by_topic.get(topic):
                 continue
-            # rendered and encoded once per event, topic and variant, whatever the number of clients
-            wire: dict[str, tuple[str, bytes]] = {}
-            for client in list(subscribers):
-                variant = client.variant
-                if variant not in wire:
-                    messages = await render_for(client, event, topic, self.engine)
-                    wire[variant] = (event.id, encode(event.id, messages) if messages else b"")
-                if wire[variant][1]:
-                    client.offer(wire[variant])
-                if client.overflowed:
-                    self.dropped += 1
-            self.delivered += len(subscribers)
+            await self._deliver(topic, event.id,
+                                lambda client, t=topic: render_for(client, event, t, self.engine))
             if (event.type, topic_prefix(topic)) in _SUMMARIES:
                 self._owe_summary(topic, event)
+
+    async def _deliver(self, topic: str, entry_id: str,
+                       render: Callable[[Client], Awaitable[list[Message]]]) -> None:
+        """Offer ``render``'s messages to every subscriber of ``topic``: rendered and encoded
+        once per variant (html, embed, json), whatever the number of clients."""
+        wire: dict[str, bytes] = {}
+        for client in list(self.by_topic.get(topic, ())):
+            if client.variant not in wire:
+                messages = await render(client)
+                wire[client.variant] = encode(entry_id, messages) if messages else b""
+            if wire[client.variant]:
+                client.offer((entry_id, wire[client.variant]))
 
     def _owe_summary(self, topic: str, event: Event) -> None:
         first = topic not in self._owed
@@ -234,45 +233,41 @@ class Hub:
         await asyncio.sleep(delay)
         entry_id = self._owed.pop(topic)
         self._summary_sent[topic] = asyncio.get_running_loop().time()
-        wire: dict[str, bytes] = {}
-        for client in list(self.by_topic.get(topic, ())):
+        fns = _SUMMARIES[(event_type, topic_prefix(topic))]
+
+        async def render(client: Client) -> list[Message]:
             if client.as_json:
-                continue  # tools get the events themselves
-            if client.variant not in wire:
-                token = EMBED.set(client.embed)
-                try:
-                    messages: list[Message] = []
-                    for fn in _SUMMARIES[(event_type, topic_prefix(topic))]:
-                        try:
-                            messages.extend(await fn(topic, self.engine))
-                        except Exception:
-                            log.exception("rendering the summary of %s failed", topic)
-                finally:
-                    EMBED.reset(token)
-                wire[client.variant] = encode(entry_id, messages) if messages else b""
-            if wire[client.variant]:
-                client.offer((entry_id, wire[client.variant]))
+                return []  # tools get the events themselves
+            return await _rendered(client, [lambda fn=fn: fn(topic, self.engine) for fn in fns],
+                                   f"the summary of {topic}")
+
+        await self._deliver(topic, entry_id, render)
 
 
-async def render_event(event: Event, topic: str, engine: Engine) -> list[Message]:
-    """Every registered renderer's messages for this event and topic, in registration order."""
+async def _rendered(client: Client, renders: list[Callable[[], Awaitable[list[Message]]]],
+                    what: str) -> list[Message]:
+    """Every render's messages, in order, as this client's variant (embedded panels keep
+    ?embed=1 in their links); a render that fails is logged and left out."""
     out: list[Message] = []
-    for fn in _RENDERERS.get((event.type, topic_prefix(topic)), ()):
-        try:
-            out.extend(await fn(event, topic, engine))
-        except Exception:
-            log.exception("rendering %s for %s failed", event.type, topic)
+    token = EMBED.set(client.embed)
+    try:
+        for render in renders:
+            try:
+                out.extend(await render())
+            except Exception:
+                log.exception("rendering %s failed", what)
+    finally:
+        EMBED.reset(token)
     return out
 
 
 async def render_for(client: Client, event: Event, topic: str, engine: Engine) -> list[Message]:
+    """Every registered renderer's messages for this event and topic, in registration order."""
     if client.as_json:
         return json_messages(event)
-    token = EMBED.set(client.embed)
-    try:
-        return await render_event(event, topic, engine)
-    finally:
-        EMBED.reset(token)
+    renderers = _RENDERERS.get((event.type, topic_prefix(topic)), ())
+    return await _rendered(client, [lambda fn=fn: fn(event, topic, engine) for fn in renderers],
+                           f"{event.type} for {topic}")
 
 
 def json_messages(event: Event) -> list[Message]:

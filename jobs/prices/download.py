@@ -144,7 +144,7 @@ async def fetch_missing(ctx: JobContext, provider: PriceProvider, symbols: list[
         else:
             report.failed[symbol] = f"{provider.name} returned no bars for the requested days"
             await ctx.warn(f"{symbol}: {report.failed[symbol]}")
-        await ctx.engine.bus.publish("prices", (PRICES_TOPIC,), {"symbols": [symbol]})
+        await ctx.engine.publish(("prices", (PRICES_TOPIC,), {"symbols": [symbol]}))
         await ctx.log(f"{symbol}: stored {len(bars)} of {len(days)} missing days")
     else:
         await ctx.progress(total, total, f"Downloaded {len(report.downloaded)}/{total} symbols")

@@ -20,7 +20,6 @@ from jobs.registry import ParamsError, pydantic_errors
 from jobs.simulation import catalog
 from jobs.simulation import store as sim_store
 from jobs.simulation.job import BUSY, KIND, SimulationParams, model_days, resolve_trigger
-from jobs.status import UNFINISHED_STATUSES
 
 
 class SimulationBusy(Exception):
@@ -82,7 +81,7 @@ async def trigger(engine: Engine, raw: dict[str, Any]) -> Triggered:
     except ValueError as exc:
         raise _error("models", str(exc)) from None
     names = [spec.name for spec in specs]
-    if await store.count_unfinished(engine.db, kinds=[KIND], statuses=[s.value for s in UNFINISHED_STATUSES]):
+    if await store.count_unfinished(engine.db, kinds=[KIND]):
         raise SimulationBusy()
     last = {} if req.start_date else await sim_store.last_completed_days(engine.db, names)
     try:
