@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
@@ -34,6 +34,11 @@ T = TypeVar("T")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def today_utc() -> date:
+    """Today's date in UTC: the one "today" every domain uses."""
+    return utcnow().date()
 
 
 def as_utc(value: datetime | None) -> datetime | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from pathlib import Path
 
 from alembic import command
@@ -10,22 +11,36 @@ from alembic.config import Config
 from sqlmodel import SQLModel
 
 import jobs.models  # noqa: F401  (registers the engine's tables)
-import jobs.prices.models  # noqa: F401
-import jobs.simulation.tables  # noqa: F401
-
-target_metadata = SQLModel.metadata
+from jobs.domain import load_domains
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def target_metadata() -> object:
+    """Every table: the engine's and each declared domain's."""
+    for domain in load_domains():
+        for module in domain.tables:
+            importlib.import_module(module)
+    return SQLModel.metadata
+
+
+def version_locations() -> list[str]:
+    """The engine's revisions, then each domain's own folder of them."""
+    dirs = [MIGRATIONS_DIR / "versions"]
+    dirs += [d.migrations for d in load_domains() if d.migrations is not None]
+    return [str(d) for d in dirs]
 
 
 def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("version_locations", " ".join(version_locations()))
+    cfg.set_main_option("path_separator", "space")
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
     """Bring the database at ``url`` to ``revision`` (blocking; call from a thread in async code)."""
     if url.startswith("sqlite"):
         db_path = url.split(":///", 1)[-1]
@@ -34,5 +49,5 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-async def upgrade_async(url: str, revision: str = "head") -> None:
+async def upgrade_async(url: str, revision: str = "heads") -> None:
     await asyncio.to_thread(upgrade, url, revision)

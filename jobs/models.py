@@ -11,9 +11,11 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from jobs.db import UTCDateTime, utcnow
-from jobs.status import ALL_STATUSES, TERMINAL_STATUSES, Status
+from jobs.status import ALL_STATUSES, TERMINAL_STATUSES, UNFINISHED_STATUSES, Status
 
 _STATUS_CHECK = "status IN (" + ", ".join(f"'{s}'" for s in ALL_STATUSES) + ")"
+_UNFINISHED_KEYED = ("dedupe_key IS NOT NULL AND status IN ("
+                     + ", ".join(f"'{s}'" for s in sorted(UNFINISHED_STATUSES)) + ")")
 
 
 class JobTable(SQLModel, table=True):
@@ -25,6 +27,9 @@ class JobTable(SQLModel, table=True):
         sa.Index("ix_job_status_created", "status", "created_at"),
         sa.Index("ix_job_kind_created", "kind", "created_at"),
         sa.Index("ix_job_created", "created_at", "id"),
+        # one unfinished job per key (see JobKind.key): the database refuses a second one
+        sa.Index("ux_job_unfinished_key", "dedupe_key", unique=True,
+                 sqlite_where=sa.text(_UNFINISHED_KEYED), postgresql_where=sa.text(_UNFINISHED_KEYED)),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -48,6 +53,7 @@ class JobTable(SQLModel, table=True):
     cancel_requested_at: datetime | None = Field(
         default=None, sa_column=sa.Column(UTCDateTime, nullable=True)
     )
+    dedupe_key: str | None = Field(default=None, max_length=200)
 
 
 class JobCount(SQLModel, table=True):
@@ -86,6 +92,7 @@ class Job:
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None
     cancel_requested_at: datetime | None = None
+    dedupe_key: str | None = None
 
     def values(self) -> dict[str, Any]:
         """Column name -> value, for an INSERT."""

@@ -80,14 +80,24 @@ async def _enqueue(engine: Engine, job: Job, *events: EventSpec) -> None:
 async def submit(engine: Engine, kind_name: str, raw_params: dict[str, Any],
                  *, validated: bool = False) -> Job:
     """Validate, write the row as pending, enqueue. Raises ParamsError, JobBusy, QueueFull,
-    QueueUnavailable."""
+    QueueUnavailable. For a kind with a key, the unfinished job holding it if there is one."""
+    job, _ = await submit_or_join(engine, kind_name, raw_params, validated=validated)
+    return job
+
+
+async def submit_or_join(engine: Engine, kind_name: str, raw_params: dict[str, Any],
+                         *, validated: bool = False) -> tuple[Job, bool]:
+    """``submit``, telling whether a new job was enqueued (False: the unfinished job with the
+    same key was returned instead)."""
     kind = get_kind(kind_name)
     params = raw_params if validated else validate_params(kind, raw_params)
     job_id = new_job_id()
     job = Job(id=job_id, kind=kind.name, params=params, status=Status.PENDING.value,
-              arq_job_id=new_arq_id(job_id))
+              arq_job_id=new_arq_id(job_id), dedupe_key=kind.dedupe_key(params))
     refused = await store.insert_job(engine.db, job, engine.settings.max_queued,
                                      exclusive=kind.exclusive is not None)
+    if isinstance(refused, Job):
+        return refused, False
     if refused == "busy":
         raise JobBusy(kind.exclusive)
     if refused:
@@ -97,7 +107,7 @@ async def submit(engine: Engine, kind_name: str, raw_params: dict[str, Any],
     except (RedisError, OSError) as exc:
         await store.delete_job(engine.db, job.id)
         raise QueueUnavailable(str(exc) or type(exc).__name__) from exc
-    return job
+    return job, True
 
 
 async def cancel(engine: Engine, job_id: str) -> Job:

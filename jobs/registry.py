@@ -1,8 +1,8 @@
-"""Job kinds register themselves here: a name, a params model, a function.
+"""Job kinds: a name, a params model, a function.
 
-The engine runs any registered kind without knowing what it does. Kinds shipped with
-marketdesk live in the modules of ``BUILTIN_KIND_MODULES``; a desk can add its own through
-the ``marketdesk.job_kinds`` entry-point group (each entry point names a module to import).
+The engine runs any kind without knowing what it does. Kinds come from the declared domains
+(``jobs.domain``), the engine's own diagnostics, and modules named in the
+``marketdesk.job_kinds`` entry-point group that call ``register``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from jobs.status import Status
 if TYPE_CHECKING:
     from jobs.context import JobContext
 
-BUILTIN_KIND_MODULES = ("jobs.diagnostics", "jobs.prices.download", "jobs.simulation.job")
+ENGINE_KIND_MODULES = ("jobs.diagnostics",)
 ENTRY_POINT_GROUP = "marketdesk.job_kinds"
 
 
@@ -52,6 +52,14 @@ class JobKind:
     # one at a time: while a job of this kind is pending or running, another is refused with
     # this message (None: any number at once)
     exclusive: str | None = None
+    # one job per key: a key derived from the validated params (e.g. a symbol); while a job of
+    # this kind with that key is pending or running, a submit returns that job instead of a
+    # second one. The database enforces it, across every web process.
+    key: Callable[[dict[str, Any]], str | None] | None = None
+
+    def dedupe_key(self, params: dict[str, Any]) -> str | None:
+        key = self.key(params) if self.key is not None else None
+        return None if key is None else f"{self.name}:{key}"
 
 
 class ParamsError(ValueError):
@@ -74,8 +82,13 @@ def register(kind: JobKind) -> JobKind:
 def load_kinds() -> dict[str, JobKind]:
     global _loaded
     if not _loaded:
-        for module in BUILTIN_KIND_MODULES:
+        from jobs.domain import load_domains
+
+        for module in ENGINE_KIND_MODULES:
             importlib.import_module(module)
+        for domain in load_domains():
+            for kind in domain.kinds:
+                register(kind)
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             importlib.import_module(ep.value)
         _loaded = True

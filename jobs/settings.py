@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,18 +33,6 @@ class Settings(BaseSettings):
     event_stream_maxlen: int = Field(10_000, ge=100)
     sse_keepalive_seconds: float = Field(15.0, gt=0, le=15.0)
     sse_client_queue: int = Field(256, ge=8)
-    default_provider: str = "synthetic"
-    max_simulation_days: int = Field(30, ge=1)
-    synthetic_latency_ms: int = Field(0, ge=0)
-    synthetic_rate_limit_per_min: int | None = Field(None, ge=1)
-    alphavantage_api_key: str | None = None
-    alphavantage_url: str = "https://www.alphavantage.co/query"
-    alphavantage_min_interval_seconds: float = Field(1.0, ge=0)
-
-    @field_validator("synthetic_rate_limit_per_min", mode="before")
-    @classmethod
-    def _empty_is_off(cls, value: object) -> object:
-        return None if value in ("", None) else value
 
     @field_validator("database_url")
     @classmethod
@@ -61,18 +50,34 @@ class Settings(BaseSettings):
         return [o for o in self.embed_origins.replace(",", " ").split() if o]
 
 
-def load_settings() -> Settings:
-    """Build settings from the environment, failing with the variable's name and value."""
+S = TypeVar("S", bound=BaseSettings)
+
+
+def read_settings(model: type[S]) -> S:
+    """A settings model (the engine's or a domain's) from the environment, failing with the
+    variable's name and the bad value."""
     try:
-        return Settings()
+        return model()
     except ValidationError as exc:
+        prefix = str(model.model_config.get("env_prefix") or "").upper()
         problems = []
         for err in exc.errors():
-            name = "MARKETDESK_" + "_".join(str(p) for p in err["loc"]).upper()
+            name = prefix + "_".join(str(p) for p in err["loc"]).upper()
             problems.append(f"{name}={err.get('input')!r}: {err['msg']}")
         raise SettingsError("Bad settings: " + "; ".join(problems)) from None
+
+
+def load_settings() -> Settings:
+    """The engine's settings from the environment."""
+    return read_settings(Settings)
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+@lru_cache(maxsize=32)
+def settings_of(model: type[S]) -> S:
+    """The process's instance of a domain's settings model (read once, like the engine's)."""
+    return read_settings(model)

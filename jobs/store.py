@@ -14,6 +14,8 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from jobs.db import Prepared, UTCDateTime, operation, utcnow
 from jobs.models import JOB_COLUMNS, Job, JobCount, JobLog, JobTable, log_line
@@ -42,16 +44,17 @@ def _status_in(statuses: Iterable[str]) -> sa.ColumnElement[bool]:
     return sa.or_(*(JOB.c.status == s for s in statuses))
 
 
-@lru_cache(maxsize=4)
-def _insert_stmt(exclusive: bool) -> Prepared:
+@lru_cache(maxsize=8)
+def _insert_stmt(exclusive: bool, dialect: str) -> Prepared:
     """INSERT the job if fewer than :max_pending jobs are pending and, for an exclusive kind,
-    no job of its kind is unfinished."""
+    no job of its kind is unfinished; nothing if an unfinished job holds its dedupe key."""
     row = sa.select(*[sa.bindparam(c.name, type_=c.type) for c in _COLUMNS])
     pending = sa.select(COUNT.c.n).where(COUNT.c.status == Status.PENDING.value).scalar_subquery()
     conditions = [pending < sa.bindparam("max_pending")]
     if exclusive:
         conditions.append(~_unfinished_of_kind())
-    return Prepared(sa.insert(JOB).from_select(JOB_COLUMNS, row.where(*conditions)))
+    insert = sqlite_insert if dialect == "sqlite" else pg_insert
+    return Prepared(insert(JOB).from_select(JOB_COLUMNS, row.where(*conditions)).on_conflict_do_nothing())
 
 
 def _unfinished_of_kind() -> sa.Exists:
@@ -59,17 +62,27 @@ def _unfinished_of_kind() -> sa.Exists:
                              _status_in([Status.PENDING.value, *_ACTIVE]))
 
 
+_BY_KEY = Prepared(sa.select(*_COLUMNS).where(
+    JOB.c.dedupe_key == sa.bindparam("key"), _status_in([Status.PENDING.value, *_ACTIVE])))
+
+
 @operation
 def insert_job(conn: sa.Connection, job: Job, max_pending: int, *,
-               exclusive: bool = False) -> str | None:
+               exclusive: bool = False) -> str | Job | None:
     """Write ``job`` if the queue has room (and, for an ``exclusive`` kind, no job of its kind is
-    unfinished), in one statement. None when written; else why not: "full" or "busy"."""
+    unfinished), in one statement. None when written; the unfinished job holding the same
+    ``dedupe_key`` if there is one; else why not: "full" or "busy"."""
     if conn.dialect.name == "postgresql":
         # PostgreSQL runs concurrent inserts side by side: serialise the count-and-insert
         # (SQLite already does, having one writer at a time)
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(728101)"))
-    if _insert_stmt(exclusive).rowcount(conn, {**job.values(), "max_pending": max_pending}):
+    stmt = _insert_stmt(exclusive, conn.dialect.name)
+    if stmt.rowcount(conn, {**job.values(), "max_pending": max_pending}):
         return None
+    if job.dedupe_key is not None:
+        holder = _one(_BY_KEY.rows(conn, {"key": job.dedupe_key}))
+        if holder is not None:
+            return holder
     if exclusive and conn.execute(sa.select(_unfinished_of_kind()), {"kind": job.kind}).scalar():
         return "busy"
     return "full"

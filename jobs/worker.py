@@ -21,8 +21,9 @@ from redis.exceptions import RedisError
 from jobs import queue, store
 from jobs.context import JobCancelled, JobContext, JobFailed
 from jobs.db import utcnow
+from jobs.domain import Periodic, load_domains
 from jobs.engine import Engine, redis_client
-from jobs.keys import ARQ_FUNCTION, CANCEL_CHANNEL, WORKER_KEY_PREFIX
+from jobs.keys import ARQ_FUNCTION, CANCEL_CHANNEL, PERIODIC_KEY_PREFIX, WORKER_KEY_PREFIX
 from jobs.models import Job
 from jobs.registry import Outcome, get_kind
 from jobs.settings import Settings
@@ -45,6 +46,7 @@ class WorkerState:
             asyncio.create_task(self._forever(self.heartbeat, self.engine.settings.heartbeat_seconds)),
             asyncio.create_task(self._forever(self.reconcile, self.engine.settings.reconcile_seconds)),
             asyncio.create_task(self._listen_cancels()),
+            *(asyncio.create_task(self._periodic(p)) for d in load_domains() for p in d.periodic),
         ]
         parent = os.environ.get("MARKETDESK_PARENT_PID")
         if parent:
@@ -76,6 +78,21 @@ class WorkerState:
                 raise
             except Exception:  # a loop that dies silently would strand jobs: log and go on
                 log.exception("%s failed; trying again in %ss", step.__name__, every)
+            await asyncio.sleep(every)
+
+    async def _periodic(self, periodic: Periodic) -> None:
+        """Run ``periodic`` once per period across every worker: the one that takes the
+        period's lease runs it."""
+        key = PERIODIC_KEY_PREFIX + periodic.name
+        while True:
+            every = periodic.seconds
+            try:
+                if await self.engine.redis.set(key, self.worker_id, nx=True, px=max(1, int(every * 1000))):
+                    await periodic.run(self.engine)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # scheduled work that fails once must run again next period
+                log.exception("scheduled %s failed; trying again in %ss", periodic.name, every)
             await asyncio.sleep(every)
 
     async def heartbeat(self) -> None:
@@ -282,12 +299,17 @@ class SlotWorker(Worker):
         self._pool = None
 
     async def _poll_iteration(self) -> None:
+        """Poll, then, until this poll's ``poll_delay`` is over, poll again as slots free: when
+        every slot is busy, once half of them are free; in burst mode also when the last jobs
+        end, so a burst ends with its jobs instead of sleeping out the delay (arq counts the
+        running jobs as queued, so its own check only sees the queue empty after a sleep)."""
         loop = asyncio.get_running_loop()
         until = loop.time() + self.poll_delay_s
         await super()._poll_iteration()
         refill_at = self.max_jobs - max(1, self.max_jobs // 2)  # running jobs
-        while self.job_counter >= self.max_jobs:
-            while self.job_counter > refill_at:
+        while self.job_counter >= self.max_jobs or (self.burst and self.job_counter > 0):
+            wake_at = refill_at if self.job_counter >= self.max_jobs else self.job_counter - 1
+            while self.job_counter > wake_at:
                 left = until - loop.time()
                 if left <= 0:
                     return  # arq's own poll loop takes it from here, without sleeping

@@ -107,3 +107,29 @@ async def test_a_full_worker_starts_the_next_job_when_slots_free(redis_url: str,
         assert took < 3, f"took {took:.1f} s"
     finally:
         await engine.db.dispose()
+
+
+async def test_a_burst_ends_when_its_last_job_does(redis_url: str, tmp_path: Path) -> None:
+    """arq counts running jobs as queued: with a job still running after its poll, stock arq
+    sleeps out the whole poll delay before it sees the queue empty (the cause of the flaky
+    "took 5.0 s" above). A lone job on a half-empty worker shows it every time."""
+    from jobs import queue
+    from jobs.engine import Engine
+    from jobs.migrate import upgrade_async
+    from jobs.settings import Settings
+    from jobs.worker import build_worker
+
+    settings = Settings(data_dir=tmp_path / "data", redis_url=redis_url)
+    await upgrade_async(settings.resolved_database_url)
+    engine = Engine(settings, redis_url)
+    try:
+        job_id = (await queue.submit(engine, "diagnostics.sleep", {"steps": 1, "step_seconds": 0.3})).id
+        worker = build_worker(engine, burst=True, max_jobs=4, poll_delay=5.0, handle_signals=False)
+        start = time.monotonic()
+        await asyncio.wait_for(worker.async_run(), 30)
+        took = time.monotonic() - start
+        await worker.close()
+        assert (await store.get_job(engine.db, job_id)).status == "completed"
+        assert took < 2, f"took {took:.1f} s"
+    finally:
+        await engine.db.dispose()

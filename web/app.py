@@ -11,34 +11,26 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.htmx import HTMXRequest
 from litestar.static_files import create_static_files_router
 
+from jobs.domain import check_all_settings, load_domains
 from jobs.engine import Engine
 from jobs.settings import Settings, get_settings
-from web import dashboard, prices, simulations
-from web.common import EXCEPTION_HANDLERS
+from web.common import DEPENDENCIES, EXCEPTION_HANDLERS
 from web.events import Hub, events_stream
-from web.render import STATIC_DIR
+from web.render import ENV, STATIC_DIR
 from web.security import security_middleware
+from web.slice import load_slices
 
 log = logging.getLogger("marketdesk.web")
 
 
 def _warm_up() -> None:
-    """Pay first-use costs at start-up, not on the first request: the holiday calendar loads
-    its data (~0.3 s) and the strategy registry scans entry points."""
-    from datetime import timedelta
-
-    from jobs.prices.calendar import trading_days
-    from jobs.prices.download import today_utc
-    from jobs.simulation import catalog
-
-    today = today_utc()
-    trading_days(today - timedelta(days=3 * 366), today + timedelta(days=366))
-    try:
-        catalog.load_models()
-    except ValueError:
-        pass  # a bad models file is reported where it is used, with its name
+    """Pay first-use costs at start-up, not on the first request (each domain says which)."""
+    for domain in load_domains():
+        if domain.warm_up is not None:
+            domain.warm_up()
 
 
 def create_app(settings: Settings | None = None, redis_url: str | None = None) -> Litestar:
@@ -46,6 +38,12 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     url = redis_url or settings.redis_url
     if not url:
         raise RuntimeError("MARKETDESK_REDIS_URL is not set (`marketdesk serve` sets it for you)")
+    check_all_settings()
+    slices = load_slices()
+    ENV.globals["NAV"] = [entry for s in slices for entry in s.nav]
+    for s in slices:
+        if s.templates is not None and str(s.templates) not in ENV.loader.searchpath:  # type: ignore[union-attr]
+            ENV.loader.searchpath.append(str(s.templates))  # type: ignore[union-attr]
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -71,14 +69,14 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
 
     return Litestar(
         route_handlers=[
-            dashboard.router,
-            prices.router,
-            simulations.router,
+            *(s.router for s in slices if s.router is not None),
             events_stream,
             create_static_files_router(path="/static", directories=[STATIC_DIR],
                                        include_in_schema=False),
         ],
         lifespan=[lifespan],
+        dependencies=DEPENDENCIES,
+        request_class=HTMXRequest,
         middleware=[security_middleware(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(title="marketdesk", version="0.1.0", path="/schema"),

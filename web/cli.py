@@ -1,10 +1,9 @@
-"""`marketdesk`: serve (everything in one command), web, worker, migrate, prices download."""
+"""`marketdesk`: serve (everything in one command), web, worker, migrate, and each domain's verbs."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -180,64 +179,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
         print("marketdesk stopped", flush=True)
 
 
-def _sse_lines(response: Any) -> Any:
-    event: dict[str, str] = {}
-    for line in response.iter_lines():
-        if not line:
-            if event:
-                yield event
-            event = {}
-            continue
-        if line.startswith(":"):
-            continue
-        key, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        event[key] = event[key] + "\n" + value if key in event else value
-
-
-def cmd_prices_download(args: argparse.Namespace) -> None:
-    import httpx
-    from rich.progress import BarColumn, Progress, TextColumn
-
-    base = args.url.rstrip("/")
-    body = {"symbols": args.symbols, "start_date": args.start, "end_date": args.end}
-    if args.provider:
-        body["provider"] = args.provider
-    try:
-        resp = httpx.post(f"{base}/api/prices/download", json=body, timeout=10)
-    except httpx.HTTPError as exc:
-        sys.exit(f"cannot reach marketdesk at {base}: {exc} (is `marketdesk serve` running?)")
-    if resp.status_code != 202:
-        sys.exit(f"refused ({resp.status_code}): {resp.json().get('detail', resp.text)}")
-    job_id = resp.json()["job_id"]
-    print(f"job {job_id} is pending — {base}/jobs/{job_id}")
-    if args.no_follow:
-        return
-    final: dict[str, Any] = {}
-    with Progress(TextColumn("{task.fields[status]:<16}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TextColumn("{task.description}"),
-                  transient=False) as bar:
-        task = bar.add_task("", total=None, status="pending")
-        url = f"{base}/events?topic=job:{job_id}&format=json"
-        with httpx.stream("GET", url, timeout=httpx.Timeout(10, read=60)) as stream:
-            for event in _sse_lines(stream):
-                if event.get("event") != "job":
-                    continue
-                job = json.loads(event["data"])
-                prog = job["progress"]
-                bar.update(task, completed=prog["done"], total=prog["total"] or None,
-                           description=prog["phase"], status=job["status"])
-                if job["status"] in ("completed", "partial", "failed", "cancelled"):
-                    final = job
-                    break
-    for warning in final.get("warnings", []):
-        print(f"warning: {warning}")
-    if final.get("error"):
-        print(f"error: {final['error']}")
-    print(f"job {job_id} {final.get('status')}")
-    sys.exit(0 if final.get("status") in ("completed", "partial") else 1)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marketdesk", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -262,16 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="bring the database to the latest schema").set_defaults(
         func=cmd_migrate)
 
-    prices = sub.add_parser("prices", help="price data").add_subparsers(dest="action",
-                                                                        required=True)
-    dl = prices.add_parser("download", help="download daily bars and follow the job")
-    dl.add_argument("--symbols", required=True, help="comma-separated tickers, e.g. AAPL,MSFT")
-    dl.add_argument("--start", required=True, help="YYYY-MM-DD")
-    dl.add_argument("--end", required=True, help="YYYY-MM-DD")
-    dl.add_argument("--provider", default=None)
-    dl.add_argument("--url", default=os.environ.get("MARKETDESK_URL", "http://127.0.0.1:8000"))
-    dl.add_argument("--no-follow", action="store_true", help="print the job id and return")
-    dl.set_defaults(func=cmd_prices_download)
+    from jobs.domain import add_cli
+
+    add_cli(sub)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Pieces every route module shares: HTML responses, the engine from the app, error mapping."""
+"""Pieces every route module shares: HTML responses, the engine as a dependency, htmx
+redirects, form errors, error mapping."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import logging
 from typing import Any
 
 from litestar import Request, Response
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.htmx import ClientRedirect, HTMXRequest
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
@@ -20,25 +24,40 @@ from litestar.status_codes import (
 from jobs.engine import Engine
 from jobs.queue import JobBusy, JobConflict, JobNotFound, QueueFull, QueueUnavailable
 from jobs.registry import ParamsError
-from web.render import render
+from web.render import render, with_embed
 
 log = logging.getLogger("marketdesk.web")
 
 
-def engine_of(request: Request[Any, Any, Any]) -> Engine:
-    return request.app.state.engine  # type: ignore[no-any-return]
+def _engine(state: State) -> Engine:
+    return state.engine  # type: ignore[no-any-return]
 
 
-def is_embed(request: Request[Any, Any, Any]) -> bool:
+# every handler that names an ``engine: Engine`` parameter gets the process's engine
+DEPENDENCIES = {"engine": Provide(_engine, sync_to_thread=False)}
+
+
+def is_embed(request: HTMXRequest) -> bool:
     """?embed=1 on the request, or on the page an htmx request comes from (HX-Current-URL)."""
     if request.query_params.get("embed") in ("1", "true", "yes"):
         return True
-    current = request.headers.get("hx-current-url", "")
+    current = (request.htmx.current_url if request.htmx else None) or ""
     return "embed=1" in current.partition("?")[2].split("&")
 
 
-def is_htmx(request: Request[Any, Any, Any]) -> bool:
-    return request.headers.get("hx-request") == "true"
+def redirect_to(request: HTMXRequest, path: str) -> ClientRedirect:
+    """After a form's success: htmx navigates to ``path`` (keeping an embedded panel embedded)."""
+    return ClientRedirect(with_embed(path, is_embed(request)))
+
+
+def form_errors(exc: ParamsError, fields: Any) -> dict[str, str]:
+    """A ParamsError as {form field: message}, the first message per field; errors of fields
+    the form does not show go under "form"."""
+    errors: dict[str, str] = {}
+    for err in exc.errors:
+        field = err["field"].split(".")[0]
+        errors.setdefault(field if field in fields else "form", err["message"])
+    return errors
 
 
 def html(template: str, status_code: int = 200, headers: dict[str, str] | None = None,
@@ -47,7 +66,7 @@ def html(template: str, status_code: int = 200, headers: dict[str, str] | None =
                     media_type=MediaType.HTML, headers=headers)
 
 
-def page(request: Request[Any, Any, Any], template: str, status_code: int = 200,
+def page(request: HTMXRequest, template: str, status_code: int = 200,
          **context: Any) -> Response[str]:
     """A whole page, or the same page as an embeddable panel with ?embed=1."""
     embed = is_embed(request)

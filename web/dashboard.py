@@ -1,13 +1,17 @@
-"""The job dashboard: overview, jobs list, job page, their live fragments and the jobs API."""
+"""The engine's own slice: overview, jobs list, job page, their live regions and the jobs API.
+
+A domain adds regions to the job page by declaring them on the ``job`` topic (they render
+nothing for jobs of other kinds).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from litestar import Request, Response, Router, get, post
+from litestar import Response, Router, get, post
 from litestar.exceptions import ValidationException
 from litestar.params import Parameter
+from litestar.plugins.htmx import ClientRedirect, HTMXRequest
 from litestar.status_codes import HTTP_202_ACCEPTED
 from redis.exceptions import RedisError
 
@@ -17,22 +21,11 @@ from jobs.events import Event
 from jobs.keys import WORKER_KEY_PREFIX
 from jobs.registry import kind_names, load_kinds
 from jobs.status import ALL_STATUSES, Status
-from web.common import engine_of, html, is_embed, page
-from web.events import renderer, snapshot, summary
-from web.render import finished_row, job_row, render, with_embed
+from web.common import html, is_embed, page, redirect_to
+from web.render import finished_row, job_row, render
+from web.slice import Message, NavEntry, Region, WebSlice, all_regions
 
 PAGE_SIZE = 25
-
-# kind -> extra live regions of its job page: async (engine, job payload) -> [(event, html)]
-Panel = Callable[[Engine, dict[str, Any]], Awaitable[list[tuple[str, str]]]]
-JOB_PANELS: dict[str, Panel] = {}
-
-
-def job_panel(kind: str) -> Callable[[Panel], Panel]:
-    def deco(fn: Panel) -> Panel:
-        JOB_PANELS[kind] = fn
-        return fn
-    return deco
 
 
 # -- data for the templates -------------------------------------------------------------------
@@ -47,10 +40,17 @@ async def job_context(engine: Engine, job_id: str) -> dict[str, Any] | None:
     if found is None:
         return None
     job, logs = found
-    payload = job_payload(job)
-    panel = JOB_PANELS.get(job.kind)
-    panels = await panel(engine, payload) if panel else []
-    return {"job": payload, "logs": logs, "panels": panels}
+    return {"job": job_payload(job), "logs": logs}
+
+
+async def kind_panels(engine: Engine, job_id: str) -> list[Message]:
+    """The job page's regions that domains declared (e.g. a simulation's grid), as they are."""
+    topic = f"job:{job_id}"
+    out: list[Message] = []
+    for region in all_regions():
+        if region.topic == "job" and region.on_connect and region not in REGIONS:
+            out.extend(await region.render(engine, topic, None))
+    return out
 
 
 def _new_rows_event(kind: str | None, status: str | None, q: str | None, offset: int) -> str | None:
@@ -70,9 +70,12 @@ def _check_filters(kind: str | None, status: str | None) -> None:
                                   + ", ".join(kind_names()))
 
 
-# -- live updates -----------------------------------------------------------------------------
-@renderer("job", "jobs")
-async def _jobs_topic(event: Event, topic: str, engine: Engine) -> list[tuple[str, str]]:
+# -- live regions -----------------------------------------------------------------------------
+async def _job_rows(engine: Engine, topic: str, event: Event | None) -> list[Message]:
+    """A job's row wherever a jobs table shows it; a new job at the top of the lists it joins."""
+    if event is None:
+        jobs, _ = await store.list_jobs(engine.db, limit=PAGE_SIZE * 2)
+        return [(f"job-row-{j.id}", job_row(j)) for j in jobs]
     row = job_row(event.data)
     out = [(f"job-row-{event.data['id']}", row)]
     if event.data.get("event") == "created":
@@ -81,52 +84,50 @@ async def _jobs_topic(event: Event, topic: str, engine: Engine) -> list[tuple[st
     return out
 
 
-@summary("job", "jobs")
-async def _overview(topic: str, engine: Engine) -> list[tuple[str, str]]:
-    return [("overview", render("fragments/overview.html", **await overview_context(engine)))]
+async def _overview(engine: Engine, topic: str, event: Event | None) -> list[Message]:
+    return [("overview", render("dashboard/overview_panel.html", **await overview_context(engine)))]
 
 
-@snapshot("jobs")
-async def _jobs_state(topic: str, engine: Engine) -> list[tuple[str, str]]:
-    jobs, _ = await store.list_jobs(engine.db, limit=PAGE_SIZE * 2)
-    return [*((f"job-row-{j.id}", job_row(j)) for j in jobs), *await _overview(topic, engine)]
+async def _job_detail(engine: Engine, topic: str, event: Event | None) -> list[Message]:
+    if event is not None:
+        return [("job-detail", render("dashboard/job_detail.html", job=event.data))]
+    job = await store.get_job(engine.db, topic.split(":", 1)[1])
+    return [] if job is None else [("job-detail", render("dashboard/job_detail.html",
+                                                         job=job_payload(job)))]
 
 
-@renderer("job", "job")
-async def _job_topic(event: Event, topic: str, engine: Engine) -> list[tuple[str, str]]:
-    return [("job-detail", render("fragments/job_detail.html", job=event.data))]
+async def _job_log(engine: Engine, topic: str, event: Event | None) -> list[Message]:
+    if event is not None:
+        return [("job-log", render("dashboard/log_line.html", line=event.data["line"]))]
+    logs = await store.job_logs(engine.db, topic.split(":", 1)[1], limit=200)
+    return [("job-log-all", render("dashboard/log.html", logs=logs))]
 
 
-@renderer("log", "job")
-async def _log_topic(event: Event, topic: str, engine: Engine) -> list[tuple[str, str]]:
-    return [("job-log", render("fragments/log_line.html", line=event.data["line"]))]
-
-
-@snapshot("job")
-async def _job_state(topic: str, engine: Engine) -> list[tuple[str, str]]:
-    ctx = await job_context(engine, topic.split(":", 1)[1])
-    if ctx is None:
-        return []
-    return [("job-detail", render("fragments/job_detail.html", job=ctx["job"])),
-            ("job-log-all", render("fragments/log.html", logs=ctx["logs"])), *ctx["panels"]]
+REGIONS = (
+    Region("jobs", _job_rows, follows=("job",)),
+    Region("jobs", _overview, follows=("job",), coalesce=True),
+    Region("job", _job_detail, follows=("job",), keyed=True),
+    Region("job", _job_log, follows=("log",), keyed=True),
+)
 
 
 # -- pages ------------------------------------------------------------------------------------
 @get("/", name="overview")
-async def overview_page(request: Request[Any, Any, Any]) -> Response[str]:
-    return page(request, "pages/overview.html", **await overview_context(engine_of(request)))
+async def overview_page(request: HTMXRequest, engine: Engine) -> Response[str]:
+    return page(request, "dashboard/overview.html", **await overview_context(engine))
 
 
 @get("/jobs", name="jobs")
 async def jobs_page(
-    request: Request[Any, Any, Any],
+    request: HTMXRequest,
+    engine: Engine,
     kind: str | None = None,
     status: str | None = None,
     q: str | None = None,
     offset: Annotated[int, Parameter(ge=0)] = 0,
 ) -> Response[str]:
     _check_filters(kind, status)
-    db, embed = engine_of(request).db, is_embed(request)
+    db, embed = engine.db, is_embed(request)
     # the page's versions first: finished jobs' rows are kept rendered, only the others are read
     versions, total = await store.list_job_versions(db, kind=kind, status=status, q=q,
                                                     limit=PAGE_SIZE, offset=offset)
@@ -137,22 +138,21 @@ async def jobs_page(
            "kind": kind or "",
            "status": status or "", "q": q or "", "offset": offset, "page_size": PAGE_SIZE,
            "kinds": kind_names(), "live_new": _new_rows_event(kind, status, q, offset)}
-    if request.headers.get("hx-target") == "jobs-table":
-        return html("fragments/jobs_table.html", embed=embed, **ctx)
-    return page(request, "pages/jobs.html", **ctx)
+    if request.htmx and request.htmx.target == "jobs-table":
+        return html("dashboard/jobs_table.html", embed=embed, **ctx)
+    return page(request, "dashboard/jobs.html", **ctx)
 
 
 @get("/jobs/{job_id:str}", name="job")
-async def job_page(request: Request[Any, Any, Any], job_id: str) -> Response[str]:
-    ctx = await job_context(engine_of(request), job_id)
+async def job_page(request: HTMXRequest, engine: Engine, job_id: str) -> Response[str]:
+    ctx = await job_context(engine, job_id)
     if ctx is None:
-        return page(request, "pages/not_found.html", 404, what=f"Job {job_id} not found")
-    return page(request, "pages/job.html", **ctx)
+        return page(request, "not_found.html", 404, what=f"Job {job_id} not found")
+    return page(request, "dashboard/job.html", panels=await kind_panels(engine, job_id), **ctx)
 
 
 @post("/jobs/{job_id:str}/cancel", name="job-cancel-form")
-async def cancel_form(request: Request[Any, Any, Any], job_id: str) -> Response[str]:
-    engine = engine_of(request)
+async def cancel_form(request: HTMXRequest, engine: Engine, job_id: str) -> Response[str]:
     try:
         await queue.cancel(engine, job_id)
         notice = ""
@@ -161,34 +161,33 @@ async def cancel_form(request: Request[Any, Any, Any], job_id: str) -> Response[
     ctx = await job_context(engine, job_id)
     if ctx is None:
         raise queue.JobNotFound(job_id)
-    return html("fragments/job_detail.html", embed=is_embed(request), notice=notice, **ctx)
+    return html("dashboard/job_detail.html", embed=is_embed(request), notice=notice, **ctx)
 
 
 @post("/jobs/{job_id:str}/retry", name="job-retry-form")
-async def retry_form(request: Request[Any, Any, Any], job_id: str) -> Response[str]:
-    new = await queue.retry(engine_of(request), job_id)
-    target = with_embed(f"/jobs/{new.id}", is_embed(request))
-    return Response("", status_code=204, headers={"HX-Redirect": target})
+async def retry_form(request: HTMXRequest, engine: Engine, job_id: str) -> ClientRedirect:
+    new = await queue.retry(engine, job_id)
+    return redirect_to(request, f"/jobs/{new.id}")
 
 
 # -- JSON API ---------------------------------------------------------------------------------
 @get("/api/jobs", name="api-jobs")
 async def api_jobs(
-    request: Request[Any, Any, Any],
+    engine: Engine,
     kind: str | None = None,
     status: str | None = None,
     limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     offset: Annotated[int, Parameter(ge=0)] = 0,
 ) -> dict[str, Any]:
     _check_filters(kind, status)
-    jobs, total = await store.list_jobs(engine_of(request).db, kind=kind, status=status,
+    jobs, total = await store.list_jobs(engine.db, kind=kind, status=status,
                                         limit=limit, offset=offset)
     return {"jobs": [job_payload(j) for j in jobs], "total": total, "limit": limit,
             "offset": offset}
 
 
 @post("/api/jobs", name="api-submit", status_code=HTTP_202_ACCEPTED)
-async def api_submit(request: Request[Any, Any, Any], data: dict[str, Any]) -> dict[str, Any]:
+async def api_submit(engine: Engine, data: dict[str, Any]) -> dict[str, Any]:
     """Submit a job of any registered kind: {"kind": ..., "params": {...}}."""
     kind = data.get("kind")
     if not isinstance(kind, str):
@@ -196,32 +195,31 @@ async def api_submit(request: Request[Any, Any, Any], data: dict[str, Any]) -> d
     params = data.get("params") or {}
     if not isinstance(params, dict):
         raise ValidationException("params: must be an object")
-    job = await queue.submit(engine_of(request), kind, params)
-    return {"job_id": job.id, "status": job.status}
+    job, enqueued = await queue.submit_or_join(engine, kind, params)
+    return {"job_id": job.id, "status": job.status, "enqueued": enqueued}
 
 
 @get("/api/jobs/{job_id:str}", name="api-job")
-async def api_job(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
-    ctx = await job_context(engine_of(request), job_id)
+async def api_job(engine: Engine, job_id: str) -> dict[str, Any]:
+    ctx = await job_context(engine, job_id)
     if ctx is None:
         raise queue.JobNotFound(job_id)
     return {**ctx["job"], "log": ctx["logs"]}
 
 
 @post("/api/jobs/{job_id:str}/cancel", name="api-cancel", status_code=200)
-async def api_cancel(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
-    return job_payload(await queue.cancel(engine_of(request), job_id))
+async def api_cancel(engine: Engine, job_id: str) -> dict[str, Any]:
+    return job_payload(await queue.cancel(engine, job_id))
 
 
 @post("/api/jobs/{job_id:str}/retry", name="api-retry", status_code=HTTP_202_ACCEPTED)
-async def api_retry(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
-    job = await queue.retry(engine_of(request), job_id)
+async def api_retry(engine: Engine, job_id: str) -> dict[str, Any]:
+    job = await queue.retry(engine, job_id)
     return {"job_id": job.id, "status": job.status, "retry_of": job_id}
 
 
 @get("/healthz", name="healthz")
-async def healthz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    engine = engine_of(request)
+async def healthz(engine: Engine) -> Response[dict[str, Any]]:
     out: dict[str, Any] = {"database": "ok", "redis": "ok", "workers": 0}
     try:
         await engine.db.ping()
@@ -241,3 +239,6 @@ router = Router(path="/", route_handlers=[
     overview_page, jobs_page, job_page, cancel_form, retry_form,
     api_jobs, api_submit, api_job, api_cancel, api_retry, healthz,
 ])
+
+WEB = WebSlice(router=router, regions=REGIONS,
+               nav=(NavEntry("Overview", "/"), NavEntry("Jobs", "/jobs")))

@@ -1,9 +1,12 @@
 """The live stream: one Redis-stream reader per web process, fanned out to SSE clients.
 
-Each entry of the event stream is rendered once per topic by the renderer registered for
-its type, and the same HTML goes to every client of that topic through a bounded queue.
-A client that falls behind is disconnected; its browser reconnects with Last-Event-ID and
-resumes from the stream. A fresh connection first gets the current state of its topics.
+Each entry of the event stream is rendered once per topic by the live regions that follow its
+type (``web.slice.Region``), and the same HTML goes to every client of that topic through a
+bounded queue. Each topic renders in a lane of its own, so a slow render delays only its own
+topic; heavy regions are coalesced. Tools (``format=json``) get each event once, whatever
+the number of its topics they follow. A client that falls behind is disconnected; its
+browser reconnects with Last-Event-ID and resumes from the stream. A fresh connection first
+gets the current state of its topics.
 """
 
 from __future__ import annotations
@@ -28,47 +31,17 @@ from jobs.events import Event, latest_id, oldest_id, read_after
 from jobs.keys import EVENT_STREAM
 from jobs.status import UNFINISHED_STATUSES
 from web.render import EMBED
+from web.slice import Message, Region, all_regions
 
 log = logging.getLogger("marketdesk.events")
 
-Message = tuple[str, str]  # (SSE event name, HTML)
-Renderer = Callable[[Event, str, Engine], Awaitable[list[Message]]]
-Snapshot = Callable[[str, Engine], Awaitable[list[Message]]]
-
-_RENDERERS: dict[tuple[str, str], list[Renderer]] = defaultdict(list)
-_SNAPSHOTS: dict[str, Snapshot] = {}
-_SUMMARIES: dict[tuple[str, str], list[Snapshot]] = defaultdict(list)
-SUMMARY_SECONDS = 0.25
+COALESCE_SECONDS = 0.25
+LANE_SIZE = 10_000  # events a topic may have waiting for its renders before its clients resume
 TOPIC_RE = re.compile(r"^(?P<prefix>[a-z]+)(?::(?P<arg>[A-Za-z0-9_.-]{1,64}))?$")
 
 
-def renderer(event_type: str, topic_prefix: str) -> Callable[[Renderer], Renderer]:
-    """Register ``fn`` to turn events of ``event_type`` into messages for topics of this prefix;
-    several renderers may serve one pair (e.g. a kind adding its own regions to the job page)."""
-
-    def deco(fn: Renderer) -> Renderer:
-        _RENDERERS[(event_type, topic_prefix)].append(fn)
-        return fn
-    return deco
-
-
-def summary(event_type: str, topic_prefix: str) -> Callable[[Snapshot], Snapshot]:
-    """Register ``fn`` to render a region that sums a topic up (counts, the running jobs) after
-    events of ``event_type``: at once after a quiet spell, then at most once per
-    ``SUMMARY_SECONDS`` while events keep coming, with the state as it is then. A burst of a
-    thousand job events renders it a few times, not a thousand."""
-
-    def deco(fn: Snapshot) -> Snapshot:
-        _SUMMARIES[(event_type, topic_prefix)].append(fn)
-        return fn
-    return deco
-
-
-def snapshot(topic_prefix: str) -> Callable[[Snapshot], Snapshot]:
-    def deco(fn: Snapshot) -> Snapshot:
-        _SNAPSHOTS[topic_prefix] = fn
-        return fn
-    return deco
+def regions_of(prefix: str) -> list[Region]:
+    return [r for r in all_regions() if r.topic == prefix]
 
 
 def stale_job_event(event: Event, versions: dict[str, str]) -> bool:
@@ -132,10 +105,12 @@ class Hub:
     shutdown: anyio.Event = field(default_factory=anyio.Event)
     _task: asyncio.Task[None] | None = None
     job_versions: dict[str, str] = field(default_factory=dict)
-    # summaries: topic -> the latest event id they owe an update for; when they last went out
-    _owed: dict[str, str] = field(default_factory=dict)
-    _summary_sent: dict[str, float] = field(default_factory=dict)
-    _summary_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # per topic: the events waiting for its renders, and the task rendering them in order
+    _lanes: dict[str, tuple[asyncio.Queue[Event], asyncio.Task[None]]] = field(default_factory=dict)
+    # coalesced regions: topic -> (the latest event id they owe an update for, its event types)
+    _owed: dict[str, tuple[str, set[str]]] = field(default_factory=dict)
+    _coalesced_at: dict[str, float] = field(default_factory=dict)
+    _coalesce_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def clients(self) -> set[Client]:
@@ -151,12 +126,14 @@ class Hub:
         self.shutdown.set()
         for client in self.clients:
             client.offer(CLOSE)
-        for task in [self._task, *self._summary_tasks]:
-            if task is None:
-                continue
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        tasks = [self._task, *self._coalesce_tasks, *(task for _, task in self._lanes.values())]
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+        for task in tasks:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         await self._redis.aclose()
 
     def subscribe(self, topics: frozenset[str], as_json: bool = False, embed: bool = False) -> Client:
@@ -172,6 +149,9 @@ class Hub:
                 subscribers.discard(client)
                 if not subscribers:
                     del self.by_topic[topic]
+                    lane = self._lanes.pop(topic, None)
+                    if lane is not None:
+                        lane[1].cancel()
 
     async def _read_forever(self) -> None:
         while True:
@@ -184,7 +164,7 @@ class Hub:
                     continue
                 for event in events:
                     self.position = event.id
-                    await self.dispatch(event)
+                    self.dispatch(event)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -196,78 +176,118 @@ class Hub:
     def is_stale(self, event: Event) -> bool:
         return stale_job_event(event, self.job_versions)
 
-    async def dispatch(self, event: Event) -> None:
+    def dispatch(self, event: Event) -> None:
+        """Hand the event to each of its topics' lanes (no render here: a slow one must not
+        hold the others), and its data to tools, once per tool."""
         if self.is_stale(event):
             return
+        tools: set[Client] = set()
         for topic in event.topics:
-            if not self.by_topic.get(topic):
+            subscribers = self.by_topic.get(topic)
+            if not subscribers:
                 continue
-            await self._deliver(topic, event.id,
-                                lambda client, t=topic: render_for(client, event, t, self.engine))
-            if (event.type, topic_prefix(topic)) in _SUMMARIES:
-                self._owe_summary(topic, event)
+            pages = False
+            for client in subscribers:
+                if client.as_json:
+                    tools.add(client)
+                else:
+                    pages = True
+            if pages and not self._lane_full(topic):
+                self._lane(topic).put_nowait(event)
+        if tools:
+            wire = encode(event.id, json_messages(event))
+            for client in tools:
+                client.offer((event.id, wire))
+
+    def _lane(self, topic: str) -> asyncio.Queue[Event]:
+        lane = self._lanes.get(topic)
+        if lane is None:
+            queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=LANE_SIZE)
+            lane = self._lanes[topic] = (queue, asyncio.create_task(self._run_lane(topic, queue)))
+        return lane[0]
+
+    def _lane_full(self, topic: str) -> bool:
+        """A topic whose renders cannot keep up: its clients resume from the stream instead."""
+        if not self._lane(topic).full():
+            return False
+        log.warning("topic %s is %s events behind; its clients will resume", topic, LANE_SIZE)
+        for client in list(self.by_topic.get(topic, ())):
+            client.offer(CLOSE)
+        return True
+
+    async def _run_lane(self, topic: str, queue: asyncio.Queue[Event]) -> None:
+        prefix = topic_prefix(topic)
+        while True:
+            event = await queue.get()
+            try:
+                regions = [r for r in regions_of(prefix) if event.type in r.follows]
+                direct = [r for r in regions if not r.coalesce]
+                if direct:
+                    await self._deliver(topic, event.id, lambda client, e=event, rs=direct:
+                                        render_regions(client, rs, self.engine, topic, e))
+                if len(direct) < len(regions):
+                    self._owe(topic, event)
+            except Exception:
+                log.exception("rendering %s for %s failed", event.type, topic)
 
     async def _deliver(self, topic: str, entry_id: str,
                        render: Callable[[Client], Awaitable[list[Message]]]) -> None:
-        """Offer ``render``'s messages to every subscriber of ``topic``: rendered and encoded
-        once per variant (html, embed, json), whatever the number of clients."""
+        """Offer ``render``'s messages to every page subscribed to ``topic``: rendered and encoded
+        once per variant (html, embed), whatever the number of clients."""
         wire: dict[str, bytes] = {}
         for client in list(self.by_topic.get(topic, ())):
+            if client.as_json:
+                continue
             if client.variant not in wire:
                 messages = await render(client)
                 wire[client.variant] = encode(entry_id, messages) if messages else b""
             if wire[client.variant]:
                 client.offer((entry_id, wire[client.variant]))
 
-    def _owe_summary(self, topic: str, event: Event) -> None:
-        first = topic not in self._owed
-        self._owed[topic] = event.id
-        if first:
+    def _owe(self, topic: str, event: Event) -> None:
+        owed = self._owed.get(topic)
+        self._owed[topic] = (event.id, (owed[1] if owed else set()) | {event.type})
+        if owed is None:
             loop = asyncio.get_running_loop()
-            delay = self._summary_sent.get(topic, -SUMMARY_SECONDS) + SUMMARY_SECONDS - loop.time()
-            task = loop.create_task(self._send_summary(topic, event.type, max(0.0, delay)))
-            self._summary_tasks.add(task)
-            task.add_done_callback(self._summary_tasks.discard)
+            delay = self._coalesced_at.get(topic, -COALESCE_SECONDS) + COALESCE_SECONDS - loop.time()
+            task = loop.create_task(self._send_coalesced(topic, max(0.0, delay)))
+            self._coalesce_tasks.add(task)
+            task.add_done_callback(self._coalesce_tasks.discard)
 
-    async def _send_summary(self, topic: str, event_type: str, delay: float) -> None:
+    async def _send_coalesced(self, topic: str, delay: float) -> None:
         await asyncio.sleep(delay)
-        entry_id = self._owed.pop(topic)
-        self._summary_sent[topic] = asyncio.get_running_loop().time()
-        fns = _SUMMARIES[(event_type, topic_prefix(topic))]
-
-        async def render(client: Client) -> list[Message]:
-            if client.as_json:
-                return []  # tools get the events themselves
-            return await _rendered(client, [lambda fn=fn: fn(topic, self.engine) for fn in fns],
-                                   f"the summary of {topic}")
-
-        await self._deliver(topic, entry_id, render)
+        entry_id, types = self._owed.pop(topic)
+        self._coalesced_at[topic] = asyncio.get_running_loop().time()
+        regions = [r for r in regions_of(topic_prefix(topic))
+                   if r.coalesce and types.intersection(r.follows)]
+        await self._deliver(topic, entry_id, lambda client: render_regions(
+            client, regions, self.engine, topic, None))
 
 
-async def _rendered(client: Client, renders: list[Callable[[], Awaitable[list[Message]]]],
-                    what: str) -> list[Message]:
-    """Every render's messages, in order, as this client's variant (embedded panels keep
-    ?embed=1 in their links); a render that fails is logged and left out."""
+async def render_regions(client: Client, regions: list[Region], engine: Engine, topic: str,
+                         event: Event | None) -> list[Message]:
+    """The regions' messages, in order, as this client's variant (embedded panels keep ?embed=1
+    in their links); a region whose render fails is logged and left out."""
     out: list[Message] = []
     token = EMBED.set(client.embed)
     try:
-        for render in renders:
+        for region in regions:
             try:
-                out.extend(await render())
+                out.extend(await region.render(engine, topic, event))
             except Exception:
-                log.exception("rendering %s failed", what)
+                log.exception("rendering a region of %s failed", topic)
     finally:
         EMBED.reset(token)
     return out
 
 
 async def render_for(client: Client, event: Event, topic: str, engine: Engine) -> list[Message]:
-    """Every registered renderer's messages for this event and topic, in registration order."""
+    """What a page subscribed to ``topic`` is sent for ``event`` (coalesced regions aside)."""
     if client.as_json:
         return json_messages(event)
-    renderers = _RENDERERS.get((event.type, topic_prefix(topic)), ())
-    return await _rendered(client, [lambda fn=fn: fn(event, topic, engine) for fn in renderers],
-                           f"{event.type} for {topic}")
+    regions = [r for r in regions_of(topic_prefix(topic))
+               if event.type in r.follows and not r.coalesce]
+    return await render_regions(client, regions, engine, topic, event)
 
 
 def json_messages(event: Event) -> list[Message]:
@@ -275,11 +295,12 @@ def json_messages(event: Event) -> list[Message]:
 
 
 def parse_topics(raw: list[str]) -> frozenset[str]:
+    keyed = {r.topic: r.keyed for r in all_regions()}
     topics = set()
     for topic in raw:
         m = TOPIC_RE.match(topic or "")
-        if not m or m["prefix"] not in _SNAPSHOTS or (m["prefix"] == "job") != bool(m["arg"]):
-            known = ", ".join(sorted(p + (":<job id>" if p == "job" else "") for p in _SNAPSHOTS))
+        if not m or m["prefix"] not in keyed or keyed[m["prefix"]] != bool(m["arg"]):
+            known = ", ".join(sorted(p + (f":<{p} id>" if k else "") for p, k in keyed.items()))
             raise ValidationException(f"topic: {topic!r} is not a topic; allowed: {known}")
         topics.add(topic)
     if not topics:
@@ -314,9 +335,12 @@ async def _replay(hub: Hub, client: Client, last_id: str) -> tuple[list[ServerSe
             cursor = event.id
             if stale_job_event(event, versions):
                 continue
-            for topic in event.topics:
-                if topic in client.topics:
-                    out.extend(_sse(event.id, await render_for(client, event, topic, hub.engine)))
+            mine = [topic for topic in event.topics if topic in client.topics]
+            if client.as_json and mine:
+                out.extend(_sse(event.id, json_messages(event)))
+                continue
+            for topic in mine:
+                out.extend(_sse(event.id, await render_for(client, event, topic, hub.engine)))
     return out, cursor
 
 
@@ -335,12 +359,9 @@ async def _current_state(hub: Hub, client: Client) -> list[Message]:
                 jobs = await store.jobs_in(hub.engine.db, [s.value for s in UNFINISHED_STATUSES])
                 messages.append(("jobs", json.dumps([job_payload(j) for j in jobs], default=str)))
         return messages
-    token = EMBED.set(client.embed)
-    try:
-        for topic in sorted(client.topics):
-            messages.extend(await _SNAPSHOTS[topic_prefix(topic)](topic, hub.engine))
-    finally:
-        EMBED.reset(token)
+    for topic in sorted(client.topics):
+        regions = [r for r in regions_of(topic_prefix(topic)) if r.on_connect]
+        messages.extend(await render_regions(client, regions, hub.engine, topic, None))
     return messages
 
 
@@ -398,4 +419,4 @@ async def events_stream(request: Request, topic: list[str], format: str = "html"
     )
 
 
-__all__ = ["EVENT_STREAM", "Hub", "events_stream", "renderer", "snapshot", "summary"]
+__all__ = ["EVENT_STREAM", "Hub", "events_stream"]

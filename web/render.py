@@ -91,7 +91,7 @@ def finished_row(job_id: str, updated_at: datetime, embed: bool) -> Markup | Non
 
 
 def job_row(job: Job | dict[str, Any], embed: bool | None = None) -> Markup:
-    """One row of a jobs table (fragments/job_row.html), for pages and live events alike; of
+    """One row of a jobs table (dashboard/job_row.html), for pages and live events alike; of
     a job record or of its payload (``job_payload``, the form events carry)."""
     embed = EMBED.get() if embed is None else bool(embed)
     if isinstance(job, Job):
@@ -101,7 +101,7 @@ def job_row(job: Job | dict[str, Any], embed: bool | None = None) -> Markup:
     html = _FINISHED_ROWS.get(key) if status in _TERMINAL else None
     if html is None:
         payload = job_payload(job) if isinstance(job, Job) else job
-        html = Markup(render("fragments/job_row.html", job=payload, embed=embed))
+        html = Markup(render("dashboard/job_row.html", job=payload, embed=embed))
         if status in _TERMINAL:
             _FINISHED_ROWS[key] = html
     return html

@@ -5,25 +5,26 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from litestar import Request, Response, Router, get, post
+from litestar import Response, Router, get, post
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
+from litestar.plugins.htmx import HTMXRequest
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from jobs import queue, store
+from jobs.db import today_utc
 from jobs.engine import Engine
 from jobs.events import Event
 from jobs.prices.calendar import trading_days
-from jobs.prices.download import today_utc
 from jobs.registry import ParamsError
 from jobs.simulation import catalog, metrics
 from jobs.simulation import store as sim_store
 from jobs.simulation.job import KIND, SIMULATION_EVENT, SimulationParams, model_days
+from jobs.simulation.settings import simulation_settings
 from jobs.simulation.trigger import SimulationBusy, trigger
-from web.common import engine_of, html, is_embed, page
-from web.dashboard import job_panel
-from web.events import renderer
-from web.render import render, with_embed
+from web.common import form_errors, html, is_embed, page, redirect_to
+from web.render import render
+from web.slice import Message, NavEntry, Region, WebSlice
 
 CHART_W, CHART_H, PAD = 640, 220, 32
 COLOURS = ("#2457d6", "#1f8a4c", "#c05621", "#6b46c1", "#c53030", "#2c7a7b", "#b7791f", "#4a5568")
@@ -75,45 +76,55 @@ async def grid_context(engine: Engine, job: dict[str, Any]) -> dict[str, Any]:
     return {"models": params.models, "days": days, "cells": cells, "job_id": job["id"]}
 
 
-@job_panel(KIND)
-async def simulation_panels(engine: Engine, job: dict[str, Any]) -> list[tuple[str, str]]:
-    params = SimulationParams.model_validate(job["params"])
-    grid = await grid_context(engine, job)
-    results = await results_context(engine, params)
-    return [("sim-grid", render("fragments/sim_grid.html", **grid)),
-            ("sim-chart", render("fragments/sim_chart.html", **results)),
-            ("sim-metrics", render("fragments/sim_metrics.html", **results))]
+async def _simulation_job(engine: Engine, topic: str, event: Event | None) -> dict[str, Any] | None:
+    """The job of a ``job:<id>`` topic (its payload), if it is a simulation."""
+    if event is not None and event.type == "job":
+        return event.data if event.data.get("kind") == KIND else None
+    job = await store.get_job(engine.db, topic.split(":", 1)[1])
+    return None if job is None or job.kind != KIND else {"id": job.id, "params": job.params}
 
 
-@renderer(SIMULATION_EVENT, "job")
-async def _model_day(event: Event, topic: str, engine: Engine) -> list[tuple[str, str]]:
-    d = event.data
-    cell = render("fragments/sim_cell.html", model=d["model"], day=d["day"], status=d["status"])
-    job = await store.get_job(engine.db, d["job_id"])
-    if job is None:
-        return [(f"cell-{d['model']}-{d['day']}", cell)]
-    results = await results_context(engine, SimulationParams.model_validate(job.params))
-    return [(f"cell-{d['model']}-{d['day']}", cell),
-            ("sim-chart", render("fragments/sim_chart.html", **results)),
-            ("sim-metrics", render("fragments/sim_metrics.html", **results))]
+async def _results(engine: Engine, job: dict[str, Any]) -> list[Message]:
+    results = await results_context(engine, SimulationParams.model_validate(job["params"]))
+    return [("sim-chart", render("simulation/chart.html", **results)),
+            ("sim-metrics", render("simulation/metrics.html", **results))]
 
 
-@renderer("job", "job")
-async def _grid_when_running(event: Event, topic: str, engine: Engine) -> list[tuple[str, str]]:
-    """A simulation entering `running` has planned its model-days: show the whole grid."""
-    if event.data.get("kind") != KIND or event.data.get("status") != "running":
+async def _grid(engine: Engine, topic: str, event: Event | None) -> list[Message]:
+    """The model × date grid: on the page, and again when the job enters `running` (it has
+    planned its model-days by then)."""
+    job = await _simulation_job(engine, topic, event)
+    if job is None or (event is not None and job.get("status") != "running"):
         return []
-    return [("sim-grid", render("fragments/sim_grid.html", **await grid_context(engine, event.data)))]
+    return [("sim-grid", render("simulation/grid.html", **await grid_context(engine, job)))]
+
+
+async def _cell(engine: Engine, topic: str, event: Event | None) -> list[Message]:
+    d = event.data if event is not None else {}
+    return [(f"cell-{d['model']}-{d['day']}",
+             render("simulation/cell.html", model=d["model"], day=d["day"], status=d["status"]))]
+
+
+async def _chart_and_metrics(engine: Engine, topic: str, event: Event | None) -> list[Message]:
+    job = await _simulation_job(engine, topic, None)
+    return [] if job is None else await _results(engine, job)
+
+
+REGIONS = (
+    Region("job", _grid, follows=("job",), keyed=True),
+    Region("job", _cell, follows=(SIMULATION_EVENT,), on_connect=False, keyed=True),
+    # equity curves and metrics over every day of the run: coalesced, not once per model-day
+    Region("job", _chart_and_metrics, follows=(SIMULATION_EVENT,), coalesce=True, keyed=True),
+)
 
 
 # -- API --------------------------------------------------------------------------------------
 @post("/simulate/trigger", name="simulate-trigger", status_code=200)
-async def simulate_trigger(request: Request[Any, Any, Any],
-                           data: dict[str, Any]) -> Response[dict[str, Any]]:
+async def simulate_trigger(engine: Engine, data: dict[str, Any]) -> Response[dict[str, Any]]:
     """Validate and record a simulation job; answers at once (the worker downloads prices).
     While another simulation is pending or running: 400, as the source design answers."""
     try:
-        done = await trigger(engine_of(request), data)
+        done = await trigger(engine, data)
     except SimulationBusy as exc:  # answered here: the common refusal under load, kept cheap
         return Response({"status_code": 400, "detail": str(exc)}, status_code=HTTP_400_BAD_REQUEST)
     return Response({"job_id": done.job.id, "status": done.job.status,
@@ -122,8 +133,7 @@ async def simulate_trigger(request: Request[Any, Any, Any],
 
 
 @get("/simulate/status/{job_id:str}", name="simulate-status")
-async def simulate_status(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
-    engine = engine_of(request)
+async def simulate_status(engine: Engine, job_id: str) -> dict[str, Any]:
     job = await store.get_job(engine.db, job_id)
     if job is None or job.kind != KIND:
         raise queue.JobNotFound(job_id)
@@ -165,20 +175,21 @@ def _form_defaults() -> dict[str, Any]:
 async def _page_context(engine: Engine) -> dict[str, Any]:
     jobs, _ = await store.list_jobs(engine.db, kind=KIND, limit=20)
     return {"all_models": catalog.models_api(), "jobs": jobs,
-            "max_days": engine.settings.max_simulation_days}
+            "max_days": simulation_settings().max_simulation_days}
 
 
 @get("/simulations", name="simulations")
-async def simulations_page(request: Request[Any, Any, Any]) -> Response[str]:
-    return page(request, "pages/simulations.html", form=_form_defaults(), errors={},
-                **await _page_context(engine_of(request)))
+async def simulations_page(request: HTMXRequest, engine: Engine) -> Response[str]:
+    return page(request, "simulation/page.html", form=_form_defaults(), errors={},
+                **await _page_context(engine))
 
 
 @post("/simulations/run", name="simulations-run-form")
 async def run_form(
-    request: Request[Any, Any, Any],
+    request: HTMXRequest,
+    engine: Engine,
     data: dict[str, Any] = Body(media_type=RequestEncodingType.URL_ENCODED),
-) -> Response[str]:
+) -> Response[Any]:
     form_data = await request.form()
     models = [m for m in form_data.getall("models") if m] if "models" in form_data else []
     form = {"start_date": str(data.get("start_date") or ""), "end_date": str(data.get("end_date") or ""),
@@ -186,20 +197,18 @@ async def run_form(
     raw = {"start_date": form["start_date"] or None, "end_date": form["end_date"],
            "models": models or None, "replace_existing": form["replace_existing"]}
     errors: dict[str, str] = {}
-    engine = engine_of(request)
     try:
         done = await trigger(engine, raw)
     except ParamsError as exc:
-        for err in exc.errors:
-            errors.setdefault(err["field"].split(".")[0], err["message"])
+        errors = form_errors(exc, raw)
     except (SimulationBusy, queue.QueueFull, queue.QueueUnavailable) as exc:
         errors["form"] = str(exc)
     else:
-        return Response("", status_code=204,
-                        headers={"HX-Redirect": with_embed(f"/jobs/{done.job.id}", is_embed(request))})
-    return html("fragments/sim_form.html", 422, form=form, errors=errors, embed=is_embed(request),
+        return redirect_to(request, f"/jobs/{done.job.id}")
+    return html("simulation/form.html", 422, form=form, errors=errors, embed=is_embed(request),
                 **await _page_context(engine))
 
 
 router = Router(path="/", route_handlers=[simulate_trigger, simulate_status, api_models,
                                           simulations_page, run_form])
+WEB = WebSlice(router=router, regions=REGIONS, nav=(NavEntry("Simulations", "/simulations"),))

@@ -14,7 +14,7 @@ config = context.config
 
 def _configure(**kwargs: object) -> None:
     context.configure(
-        target_metadata=target_metadata,
+        target_metadata=target_metadata(),
         render_as_batch=True,
         compare_type=True,
         **kwargs,

@@ -6,12 +6,13 @@ Also the machinery other kinds use to make sure prices are present (``fetch_miss
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from jobs.context import JobContext, cancellable
+from jobs.db import today_utc
 from jobs.prices import store
 from jobs.prices.calendar import trading_days
 from jobs.prices.params import end_not_before_start, iso_date, tickers
@@ -22,19 +23,13 @@ from jobs.prices.providers import (
     RateLimited,
     make_provider,
 )
-from jobs.registry import JobKind, Outcome, register
-from jobs.settings import get_settings
+from jobs.prices.settings import prices_settings
+from jobs.registry import JobKind, Outcome
 from jobs.status import Status
 
 MAX_SYMBOLS = 100
 EARLIEST = date(1990, 1, 1)
 PRICES_TOPIC = "prices"
-
-
-def today_utc() -> date:
-    return datetime.now(UTC).date()
-
-
 
 
 class DownloadParams(BaseModel):
@@ -160,7 +155,7 @@ def _describe(params: dict[str, Any]) -> str:
 
 
 async def download(ctx: JobContext, params: DownloadParams) -> Outcome:
-    settings = get_settings()
+    settings = prices_settings()
     provider = make_provider(params.provider or settings.default_provider, settings, ctx.engine.redis)
     try:
         report = await fetch_missing(ctx, provider, params.symbols, params.start_date,
@@ -184,7 +179,7 @@ async def download(ctx: JobContext, params: DownloadParams) -> Outcome:
     return Outcome(Status.PARTIAL, result)
 
 
-register(JobKind(
+DOWNLOAD = JobKind(
     name="prices.download", title="Price download", params_model=DownloadParams, func=download,
     first_status=Status.DOWNLOADING_DATA, topics=(PRICES_TOPIC,), describe=_describe,
-))
+)

@@ -21,7 +21,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
@@ -33,9 +33,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from jobs.keys import PACE_KEY_PREFIX
+from jobs.db import today_utc
 from jobs.prices.calendar import trading_days
-from jobs.settings import Settings
+from jobs.prices.settings import PricesSettings
 
 __all__ = [
     "PROVIDER_NAMES",
@@ -55,6 +55,7 @@ __all__ = [
 #: A well-formed ticker: 1-10 characters, uppercase letters and digits, with single '.' or '-'
 #: separators after the first character and never at the end (``BRK.B``, ``BF-B``).
 #: Anchored with ``\A``/``\Z`` so ``match``, ``fullmatch`` and ``search`` all check the whole text.
+PACE_KEY_PREFIX = "marketdesk:pace:"
 SYMBOL_RE: re.Pattern[str] = re.compile(r"\A(?=.{1,10}\Z)[A-Z0-9](?:[.-]?[A-Z0-9])*\Z")
 
 PROVIDER_NAMES: tuple[str, ...] = ("synthetic", "alphavantage")
@@ -98,7 +99,7 @@ class PriceProvider(Protocol):
     async def aclose(self) -> None: ...
 
 
-def make_provider(name: str, settings: Settings, redis: Any = None) -> PriceProvider:
+def make_provider(name: str, settings: PricesSettings, redis: Any = None) -> PriceProvider:
     """The provider called ``name`` (one of :data:`PROVIDER_NAMES`). Given the deployment's
     Redis, Alpha Vantage's pacing holds across every job and worker using the same key."""
     key = name.strip().lower() if isinstance(name, str) else name
@@ -110,10 +111,6 @@ def make_provider(name: str, settings: Settings, redis: Any = None) -> PriceProv
                 if redis is not None and api_key else None)
         return AlphaVantageProvider(settings, pace=pace)
     raise ValueError(f"Unknown price provider {name!r}; choose one of: {', '.join(PROVIDER_NAMES)}")
-
-
-def _today_utc() -> date:
-    return datetime.now(UTC).date()
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,7 +262,7 @@ class SyntheticProvider:
 
     name = "synthetic"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: PricesSettings) -> None:
         self._latency = settings.synthetic_latency_ms / 1000
         self._limit = settings.synthetic_rate_limit_per_min
 
@@ -275,7 +272,7 @@ class SyntheticProvider:
         _take_synthetic_slot(self._limit)
         if self._latency > 0:
             await asyncio.sleep(self._latency)
-        last = min(end, _today_utc())
+        last = min(end, today_utc())
         bars = [synthetic_bar(symbol, day) for day in trading_days(start, last)]
         return FetchResult(bars=bars)
 
@@ -391,7 +388,7 @@ class AlphaVantageProvider:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: PricesSettings,
         *,
         retry_wait_seconds: float = 1.0,
         retry_attempts: int = 3,
@@ -415,7 +412,7 @@ class AlphaVantageProvider:
         if not self._api_key:
             raise ProviderError("MARKETDESK_ALPHAVANTAGE_API_KEY is not set")
         warnings: list[str] = []
-        wants_full = len(trading_days(start, _today_utc())) > _COMPACT_SAFE_DAYS
+        wants_full = len(trading_days(start, today_utc())) > _COMPACT_SAFE_DAYS
         if wants_full and not self._compact_only:
             try:
                 payload = await self._query(symbol, "full")

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from jobs.prices.calendar import is_trading_day
 from jobs.prices.params import tickers
+from jobs.prices.universe import WELL_KNOWN_TICKERS
 from jobs.simulation import metrics
 from jobs.simulation.portfolio import Portfolio, rebalance
 from jobs.simulation.strategies import (
@@ -78,11 +79,8 @@ MODEL_NAME_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
 MAX_UNIVERSE = 500
 
 
-def _demo_tickers() -> list[str]:
-    # Imported late: jobs.demo imports the store and may one day seed simulations from here.
-    from jobs.demo import DEMO_TICKERS
-
-    return list(DEMO_TICKERS)
+def _default_universe() -> list[str]:
+    return list(WELL_KNOWN_TICKERS)
 
 
 def _tickers(value: Any) -> list[str]:
@@ -98,7 +96,7 @@ class ModelSpec(BaseModel):
     strategy: str = Field(description="Name of a registered strategy.")
     params: dict[str, Any] = Field(default_factory=dict, validate_default=True,
                                    description="The strategy's parameters.")
-    universe: list[str] = Field(default_factory=_demo_tickers, description="Symbols the model trades.")
+    universe: list[str] = Field(default_factory=_default_universe, description="Symbols the model trades.")
     enabled: bool = Field(True, description="Run when a simulation names no models.")
     title: str | None = Field(None, description="Display name; default: the strategy's title.")
     description: str | None = Field(None, description="Default: the strategy's description.")
@@ -178,7 +176,7 @@ class UnknownModelError(ValueError):
 
 @functools.lru_cache(maxsize=1)
 def _default_models() -> dict[str, ModelSpec]:
-    universe = _demo_tickers()
+    universe = _default_universe()
     specs = [
         ModelSpec(name="buy-and-hold", strategy="buy_and_hold", universe=universe),
         ModelSpec(name="ma-crossover", strategy="ma_crossover", params={"fast": 10, "slow": 50},

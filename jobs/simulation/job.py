@@ -21,13 +21,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from jobs.context import JobContext, JobFailed
-from jobs.db import utcnow
+from jobs.db import today_utc, utcnow
 from jobs.prices import store as prices_store
 from jobs.prices.calendar import trading_days
-from jobs.prices.download import FetchReport, fetch_missing, today_utc
+from jobs.prices.download import FetchReport, fetch_missing
 from jobs.prices.providers import make_provider
-from jobs.registry import JobKind, Outcome, register
-from jobs.settings import get_settings
+from jobs.prices.settings import prices_settings
+from jobs.registry import JobKind, Outcome
 from jobs.simulation import catalog
 from jobs.simulation import store as sim_store
 from jobs.status import Status
@@ -98,7 +98,8 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
     report = FetchReport(requested=universe)
     if ctx.status == Status.DOWNLOADING_DATA:
         await ctx.log(f"Checking price data for {len(universe)} symbols, {history_from} → {end}")
-        provider = make_provider(get_settings().default_provider, get_settings(), ctx.engine.redis)
+        settings = prices_settings()
+        provider = make_provider(settings.default_provider, settings, ctx.engine.redis)
         try:
             report = await fetch_missing(ctx, provider, universe, history_from, end)
         finally:
@@ -170,12 +171,11 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
                 previous[model] = record
                 outcomes.append(sim_store.DayOutcome(model, day, record, None, started, utcnow()))
         await sim_store.finish_days(db, ctx.job_id, outcomes)
-        async with engine.redis.pipeline(transaction=False) as pipe:
-            for o in outcomes:
-                engine.bus.publish_to(pipe, SIMULATION_EVENT, (f"job:{ctx.job_id}",), {
-                    "job_id": ctx.job_id, "model": o.model, "day": day.isoformat(), "status": o.status,
-                    "value": o.record["value"] if o.record else None})
-            await pipe.execute()
+        await engine.publish(*(
+            (SIMULATION_EVENT, (f"job:{ctx.job_id}",), {
+                "job_id": ctx.job_id, "model": o.model, "day": day.isoformat(), "status": o.status,
+                "value": o.record["value"] if o.record else None})
+            for o in outcomes))
         index += len(models)
         await ctx.progress(index, total, f"Processing {day.isoformat()}", min_interval=0.2)
 
@@ -216,8 +216,8 @@ def resolve_trigger(start_date: date | None, end_date: date, models: list[str] |
     return starts
 
 
-register(JobKind(
+RUN = JobKind(
     name=KIND, title="Simulation", params_model=SimulationParams, func=simulate,
     first_status=Status.DOWNLOADING_DATA, choose_first_status=choose_first_status, describe=_describe,
     exclusive=BUSY,
-))
+)

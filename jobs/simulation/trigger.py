@@ -12,14 +12,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from jobs import queue, store
+from jobs.db import today_utc
 from jobs.engine import Engine
 from jobs.models import Job
-from jobs.prices.download import today_utc
 from jobs.prices.params import end_not_before_start, iso_date
 from jobs.registry import ParamsError, pydantic_errors
 from jobs.simulation import catalog
 from jobs.simulation import store as sim_store
 from jobs.simulation.job import BUSY, KIND, SimulationParams, model_days, resolve_trigger
+from jobs.simulation.settings import simulation_settings
 
 
 class SimulationBusy(Exception):
@@ -86,7 +87,7 @@ async def trigger(engine: Engine, raw: dict[str, Any]) -> Triggered:
     last = {} if req.start_date else await sim_store.last_completed_days(engine.db, names)
     try:
         starts = resolve_trigger(req.start_date, req.end_date, names, last,
-                                 engine.settings.max_simulation_days)
+                                 simulation_settings().max_simulation_days)
     except ValueError as exc:
         field_name, _, message = str(exc).partition(": ")
         raise _error(field_name, message) from None

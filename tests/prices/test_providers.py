@@ -29,7 +29,7 @@ from jobs.prices.providers import (
     make_provider,
     reset_synthetic_rate_limit,
 )
-from jobs.settings import Settings
+from jobs.prices.settings import PricesSettings as Settings
 from tests.fakes.alphavantage import (
     BURST,
     DAILY_CAP,
@@ -113,7 +113,7 @@ async def test_synthetic_does_not_depend_on_hash_seed() -> None:
     code = (
         "import asyncio, datetime as d\n"
         "from jobs.prices.providers import SyntheticProvider\n"
-        "from jobs.settings import Settings\n"
+        "from jobs.prices.settings import PricesSettings as Settings\n"
         "s = Settings(synthetic_latency_ms=0, synthetic_rate_limit_per_min=None)\n"
         "r = asyncio.run(SyntheticProvider(s).fetch_daily('MSFT', d.date(2024, 3, 1),"
         " d.date(2024, 3, 8)))\n"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from jobs.demo import DEMO_TICKERS
 from jobs.prices.calendar import trading_days
 from jobs.prices.providers import Bar
+from jobs.prices.universe import WELL_KNOWN_TICKERS as DEMO_TICKERS
 from jobs.simulation import strategies
 from jobs.simulation.catalog import (
     MODELS_FILE_ENV,
