@@ -3,11 +3,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from litestar.testing import TestClient
 
 from jobs.db import Database
 from jobs.migrate import upgrade_async
+from tests.inprocess import app_client
 from tests.stack import Stack, create_postgres_database, postgres_base_url
 
 DATABASES = ["sqlite"] + (["postgres"] if postgres_base_url() else [])
@@ -24,6 +27,13 @@ def stack(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     env = {"MARKETDESK_HEARTBEAT_SECONDS": "0.5", "MARKETDESK_RECONCILE_SECONDS": "0.5"}
     with Stack(tmp_path_factory.mktemp(f"stack-{database}"), env=env, database=database) as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def web(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient[Any]]:
+    """The web app in this process (no worker): for what the web answers by itself."""
+    with app_client(tmp_path_factory.mktemp(f"web-{database}"), database) as client:
+        yield client
 
 
 @pytest.fixture
