@@ -52,10 +52,10 @@ def _count(client: Client) -> int:
 ])
 def test_cross_site_posts_are_refused(guarded: Client, headers: dict[str, str]) -> None:
     before = _count(guarded)
-    r = guarded.post(f"/api/jobs", json={"kind": "diagnostics.noop"}, headers=headers)
+    r = guarded.post("/api/jobs", json={"kind": "diagnostics.noop"}, headers=headers)
     assert r.status_code == 403
     assert "Cross-site request refused" in r.json()["detail"]
-    r = guarded.post(f"/prices/download", data={"symbols": "AAPL"}, headers=headers)
+    r = guarded.post("/prices/download", data={"symbols": "AAPL"}, headers=headers)
     assert r.status_code == 403
     assert _count(guarded) == before
 
@@ -67,12 +67,12 @@ def test_cross_site_posts_are_refused(guarded: Client, headers: dict[str, str]) 
     {"Sec-Fetch-Site": "none"},  # typed by the user
 ])
 def test_same_origin_tools_and_allowed_embedders_pass(guarded: Client, headers: dict[str, str]) -> None:
-    r = guarded.post(f"/api/jobs", json={"kind": "diagnostics.noop"}, headers=headers)
+    r = guarded.post("/api/jobs", json={"kind": "diagnostics.noop"}, headers=headers)
     assert r.status_code == 202
 
 
 def test_same_origin_by_origin_header_passes(guarded: Client) -> None:
-    r = guarded.post(f"/api/jobs", json={"kind": "diagnostics.noop"},
+    r = guarded.post("/api/jobs", json={"kind": "diagnostics.noop"},
                    headers={"Origin": BASE_URL})
     assert r.status_code == 202
 
