@@ -1,12 +1,13 @@
 """The database: one hand-off per store operation, never a blocking call on the event loop.
 
-A store operation is a plain function of a SQLAlchemy ``Connection`` (decorated with
-``@operation``); it runs inside one transaction, committed when it returns, rolled back when
-it raises. Awaiting it costs one hand-off, whatever the number of statements in it:
+A store operation is a plain function of a SQLAlchemy ``Connection``, decorated with
+``@operation`` (it may write) or ``@reads`` (it only reads); it runs inside one transaction,
+committed when it returns, rolled back when it raises. Awaiting it costs one hand-off,
+whatever the number of statements in it:
 
-- SQLite (the default): a sync engine whose one connection lives on the process's own
-  database thread. SQLite has one writer at a time anyway; one connection per process makes
-  the process's statements queue in order instead of sleeping in SQLite's busy handler.
+- SQLite (the default): writes on the process's one writer thread and connection, in order;
+  reads on a few reader threads with connections of their own (WAL: readers never wait for
+  the writer), so no read holds the write lock or shares a transaction with a write.
   (aiosqlite hands every DB-API call to its thread and back: ~16 hand-offs for one job.)
 - PostgreSQL: asyncpg through SQLAlchemy's async engine; the function runs in a greenlet
   (``AsyncConnection.run_sync``) that awaits the network without any thread.
@@ -16,11 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import queue
-import threading
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -98,204 +96,109 @@ def normalize_url(url: str) -> str:
     raise ValueError(f"unsupported database {backend!r} in {url!r}: use sqlite or postgresql")
 
 
-@dataclass(slots=True)
-class _Call:
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    loop: asyncio.AbstractEventLoop | None  # None: a blocking caller, waiting on ``done``
-    future: Any  # an asyncio.Future, or for a blocking caller a callback(result, error)
+class _SQLite:
+    """SQLite in WAL mode: one writer at a time, readers beside it that never wait for it.
 
-
-class _SQLiteThread:
-    """The thread a process's one SQLite connection lives on.
-
-    Operations run together in one transaction (group commit): those an event loop asks for
-    in one pass of its callbacks are handed over at the end of the pass, in one wake-up of
-    this thread, and those queued while it is busy join them. One COMMIT and one wake-up of
-    the loop for all of them, so ten jobs claimed at once cost little more than one. Results
-    are handed back only after the commit. If the batch fails, it is rolled back and each of
-    its operations run again alone, so a failure (a constraint, a bug) stays with the
-    operation that caused it.
+    Writes run on one thread with one connection, in order, each in its own short
+    ``BEGIN IMMEDIATE`` transaction (it takes the write lock at once: a deferred one that read
+    first could not upgrade if another process wrote meanwhile). Reads run on a few threads,
+    each with its own read-only connection and its own snapshot, so a heavy read never holds
+    the write lock, never shares a transaction with a write, and never delays another
+    request's read on a busy page.
     """
 
-    MAX_BATCH = 64
-    # group commit under load, as PostgreSQL's commit_delay does: when the last batch held
-    # several operations and ended a moment ago, others are on their way; waiting this long
-    # for them costs less than a commit of their own (one transaction per batch). A lone
-    # caller never waits.
-    GATHER_SECONDS = 0.0005
-    BUSY_WITHIN_SECONDS = 0.002
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        self._conn: sa.Connection | None = None
-        self._calls: queue.SimpleQueue[list[_Call] | None] = queue.SimpleQueue()
-        self._pending: list[_Call] = []  # asked for in this pass of the loop, not handed over yet
-        self._thread = threading.Thread(target=self._serve, name="sqlite", daemon=True)
-        self._thread.start()
-
-    # -- on the database thread -----------------------------------------------------------------
-    def _connection(self) -> sa.Connection:
-        conn = self._conn
-        if conn is None or conn.closed or conn.invalidated:
-            if conn is not None:
-                conn.close()
-            conn = self._conn = self.engine.connect()
-        return conn
-
-    def _serve(self) -> None:
-        stopping = False
-        last_size, last_end = 0, 0.0
-        while not stopping:
-            first = self._calls.get()
-            if first is None:
-                break
-            if last_size > 1 and time.monotonic() - last_end < self.BUSY_WITHIN_SECONDS:
-                time.sleep(self.GATHER_SECONDS)
-            batch = first
-            while len(batch) < self.MAX_BATCH:
-                try:
-                    more = self._calls.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                batch.extend(more)
-            self._deliver(batch, self._run(batch))
-            last_size, last_end = len(batch), time.monotonic()
-        if self._conn is not None:
-            self._conn.close()
-        self.engine.dispose()
-
-    def _run(self, batch: list[_Call]) -> list[tuple[Any, BaseException | None]]:
-        conn = self._connection()
-        if len(batch) > 1:
-            try:
-                with conn.begin():
-                    return [(c.fn(conn, *c.args, **c.kwargs), None) for c in batch]
-            except Exception:  # rolled back: find the culprit below
-                pass
-        outcomes: list[tuple[Any, BaseException | None]] = []
-        for c in batch:
-            try:
-                with conn.begin():
-                    outcomes.append((c.fn(conn, *c.args, **c.kwargs), None))
-            except Exception as exc:  # handed to whoever waits for it
-                outcomes.append((None, exc))
-        return outcomes
-
-    @staticmethod
-    def _deliver(batch: list[_Call], outcomes: list[tuple[Any, BaseException | None]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
-        for call, (result, error) in zip(batch, outcomes, strict=True):
-            if call.loop is None:
-                call.future(result, error)
-            else:
-                by_loop.setdefault(call.loop, []).append((call.future, result, error))
-        for loop, settled in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_settle_all, settled)
-            except RuntimeError:  # that loop is closed: nobody waits any more
-                pass
-
-    # -- from other threads ---------------------------------------------------------------------
-    def call(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
-             ) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._hand_over)
-        self._pending.append(_Call(fn, args, kwargs, loop, future))
-        return future
-
-    def _hand_over(self) -> None:
-        batch, self._pending = self._pending, []
-        self._calls.put(batch)
-
-    def call_blocking(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-        """For callers without an event loop (migrations, clean-up)."""
-        done = threading.Event()
-        box: list[Any] = []
-
-        def settle(result: Any, error: BaseException | None) -> None:
-            box[:] = [result, error]
-            done.set()
-
-        self._calls.put([_Call(fn, args, kwargs, None, settle)])
-        done.wait()
-        if box[1] is not None:
-            raise box[1]
-        return box[0]  # type: ignore[no-any-return]
+    def __init__(self, url: str, readers: int) -> None:
+        self.writer = _sqlite_engine(url, pool_size=1, write=True)
+        self.reader = _sqlite_engine(url, pool_size=readers, write=False)
+        self.writes = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
+        self.reads = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-read")
 
     def stop(self) -> None:
-        """Finish what is queued, close the connection, end the thread."""
-        self._calls.put(None)
-        self._thread.join(timeout=30)
+        self.writes.shutdown(wait=True)
+        self.reads.shutdown(wait=True)
+        self.writer.dispose()
+        self.reader.dispose()
 
 
-def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, result, error in settled:
-        if future.cancelled():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
+def _in_transaction(engine: sa.Engine, fn: Callable[..., T], args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> T:
+    with engine.begin() as conn:
+        return fn(conn, *args, **kwargs)
 
 
-def _sqlite_engine(url: str) -> sa.Engine:
-    """One connection, on the database thread; WAL so readers never wait for the writer."""
-    engine = sa.create_engine(url, pool_size=1, max_overflow=0,
+def _sqlite_engine(url: str, *, pool_size: int, write: bool) -> sa.Engine:
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=0,
                               connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # transactions are begun below, not by the driver
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        if write:
+            cur.execute("PRAGMA journal_mode=WAL")
+        else:
+            cur.execute("PRAGMA query_only=1")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
 
 
 class Database:
     """The process's database: ``await db.run(fn, ...)`` runs ``fn(connection, ...)`` in a
-    transaction. One per process (and per event loop)."""
+    transaction that may write; ``await db.read(fn, ...)`` in one that only reads. One per
+    process (and per event loop)."""
+
+    READERS = 4
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = normalize_url(url)
-        self._sqlite: _SQLiteThread | None = None
+        self._sqlite: _SQLite | None = None
         if is_sqlite(self.url):
-            self.engine = _sqlite_engine(self.url)
             self._async = None
+            self.engine = _sqlite_engine(self.url, pool_size=1, write=True)  # for run_blocking
         else:
             engine_kwargs.setdefault("pool_size", 10)
             engine_kwargs.setdefault("max_overflow", 20)
             self._async = create_async_engine(self.url, pool_pre_ping=True, **engine_kwargs)
             self.engine = self._async.sync_engine
 
-    def _thread(self) -> _SQLiteThread:
-        """SQLite's database thread, started on first use (and again after dispose)."""
+    def _lite(self) -> _SQLite:
+        """SQLite's threads and connections, made on first use (and again after dispose)."""
         if self._sqlite is None:
-            self._sqlite = _SQLiteThread(self.engine)
+            self._sqlite = _SQLite(self.url, self.READERS)
         return self._sqlite
 
     async def run(self, fn: Callable[Concatenate[sa.Connection, P], T], *args: P.args,
                   **kwargs: P.kwargs) -> T:
         if self._async is None:
-            return await self._thread().call(fn, args, kwargs)
+            lite = self._lite()
+            return await asyncio.get_running_loop().run_in_executor(
+                lite.writes, _in_transaction, lite.writer, fn, args, kwargs)
         async with self._async.begin() as conn:
+            return await conn.run_sync(fn, *args, **kwargs)
+
+    async def read(self, fn: Callable[Concatenate[sa.Connection, P], T], *args: P.args,
+                   **kwargs: P.kwargs) -> T:
+        """``run`` for an operation that only reads: on SQLite, beside the writer."""
+        if self._async is None:
+            lite = self._lite()
+            return await asyncio.get_running_loop().run_in_executor(
+                lite.reads, _in_transaction, lite.reader, fn, args, kwargs)
+        async with self._async.connect() as conn:
             return await conn.run_sync(fn, *args, **kwargs)
 
     def run_blocking(self, fn: Callable[Concatenate[sa.Connection, P], T], *args: P.args,
                      **kwargs: P.kwargs) -> T:
         """The same from code without a running event loop (migrations)."""
         if self._async is None:
-            return self._thread().call_blocking(fn, args, kwargs)
+            return _in_transaction(self.engine, fn, args, kwargs)
 
         async def once() -> T:
             try:
@@ -305,22 +208,23 @@ class Database:
         return asyncio.run(once())
 
     async def ping(self) -> None:
-        await self.run(lambda conn: conn.execute(sa.text("SELECT 1")))
+        await self.read(lambda conn: conn.execute(sa.text("SELECT 1")))
 
     def dispose_blocking(self) -> None:
         """``dispose`` for code without a running event loop."""
         if self._sqlite is not None:
-            thread, self._sqlite = self._sqlite, None
-            thread.stop()
-        else:
-            self.engine.dispose()
+            lite, self._sqlite = self._sqlite, None
+            lite.stop()
+        self.engine.dispose()
 
     async def dispose(self) -> None:
         if self._sqlite is not None:
-            thread, self._sqlite = self._sqlite, None
-            await asyncio.to_thread(thread.stop)
-        elif self._async is not None:
+            lite, self._sqlite = self._sqlite, None
+            await asyncio.to_thread(lite.stop)
+        if self._async is not None:
             await self._async.dispose()
+        else:
+            self.engine.dispose()
 
 
 _REQUIRED = object()
@@ -420,7 +324,20 @@ def operation(fn: Callable[Concatenate[sa.Connection, P], T]
     return run
 
 
-@operation
+def reads(fn: Callable[Concatenate[sa.Connection, P], T]
+          ) -> Callable[Concatenate[Database, P], Awaitable[T]]:
+    """``operation`` for one that only reads: it never takes the write lock, never waits
+    behind a write of this process, and a slow one delays no other request."""
+
+    @functools.wraps(fn)
+    async def run(db: Database, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await db.read(fn, *args, **kwargs)
+
+    run.sync = fn  # type: ignore[attr-defined]
+    return run
+
+
+@reads
 def dated_series(conn: sa.Connection, key: Any, day: Any, value: Any, keys: list[str],
                  start: Any, end: Any) -> dict[str, list[tuple[Any, float]]]:
     """``{key: [(day, value), ...]}`` oldest first, for each of ``keys`` (empty when none),

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from jobs.db import Prepared, UTCDateTime, operation, utcnow
+from jobs.db import Prepared, UTCDateTime, operation, reads, utcnow
 from jobs.models import JOB_COLUMNS, Job, JobCount, JobLog, JobTable, log_line
 from jobs.status import ACTIVE_STATUSES, ALL_STATUSES, ALLOWED_FROM, Status
 
@@ -91,7 +91,7 @@ def insert_job(conn: sa.Connection, job: Job, max_pending: int, *,
 _GET = Prepared(sa.select(*_COLUMNS).where(JOB.c.id == sa.bindparam("job_id")))
 
 
-@operation
+@reads
 def get_job(conn: sa.Connection, job_id: str) -> Job | None:
     return _one(_GET.rows(conn, {"job_id": job_id}))
 
@@ -134,7 +134,7 @@ def _list(conn: sa.Connection, columns: tuple[sa.Column[Any], ...], kind: str | 
     return page.rows(conn, params), int(total or 0)
 
 
-@operation
+@reads
 def list_jobs(conn: sa.Connection, *, kind: str | None = None, status: str | None = None,
               q: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
     """A page of jobs, newest first, and how many match in all."""
@@ -142,7 +142,7 @@ def list_jobs(conn: sa.Connection, *, kind: str | None = None, status: str | Non
     return _jobs(rows), total
 
 
-@operation
+@reads
 def list_job_versions(conn: sa.Connection, *, kind: str | None = None, status: str | None = None,
                       q: str | None = None, limit: int = 50, offset: int = 0
                       ) -> tuple[list[tuple[str, str, datetime]], int]:
@@ -151,7 +151,7 @@ def list_job_versions(conn: sa.Connection, *, kind: str | None = None, status: s
     return _list(conn, _VERSION, kind, status, q, limit, offset)
 
 
-@operation
+@reads
 def get_jobs(conn: sa.Connection, job_ids: list[str]) -> list[Job]:
     """The jobs of these ids that exist, in no particular order."""
     if not job_ids:
@@ -159,7 +159,7 @@ def get_jobs(conn: sa.Connection, job_ids: list[str]) -> list[Job]:
     return _jobs(conn.execute(sa.select(*_COLUMNS).where(JOB.c.id.in_(job_ids))))
 
 
-@operation
+@reads
 def jobs_in(conn: sa.Connection, statuses: Iterable[str], limit: int = 50,
             newest_first: bool = True) -> list[Job]:
     order = JOB.c.updated_at.desc() if newest_first else JOB.c.created_at
@@ -176,7 +176,7 @@ _FINISHED = Prepared(sa.select(*_COLUMNS).where(JOB.c.finished_at.is_not(None))
                      .order_by(JOB.c.finished_at.desc()).limit(200))
 
 
-@operation
+@reads
 def overview(conn: sa.Connection, active_limit: int = 20, recent: int = 5) -> dict[str, Any]:
     """Counts by status, the unfinished jobs (oldest first), the latest failures and the latest
     finished jobs with warnings, read in one transaction."""
@@ -189,7 +189,7 @@ def overview(conn: sa.Connection, active_limit: int = 20, recent: int = 5) -> di
             "failures": _jobs(_FAILED.rows(conn, params)), "warned": warned}
 
 
-@operation
+@reads
 def count_unfinished(conn: sa.Connection, kinds: Iterable[str] | None = None) -> int:
     """Jobs pending or on their way (of these kinds)."""
     stmt = sa.select(sa.func.count()).select_from(JOB).where(
@@ -336,7 +336,7 @@ def request_cancel(conn: sa.Connection, job_id: str, at: datetime) -> tuple[Job,
     return (job, "finished") if job is not None else None
 
 
-@operation
+@reads
 def job_logs(conn: sa.Connection, job_id: str, limit: int = 200) -> list[dict[str, Any]]:
     """The newest ``limit`` log lines of a job, oldest first."""
     stmt = (sa.select(LOG.c.id, LOG.c.at, LOG.c.level, LOG.c.message).where(LOG.c.job_id == job_id)
@@ -344,7 +344,7 @@ def job_logs(conn: sa.Connection, job_id: str, limit: int = 200) -> list[dict[st
     return [log_line(*row) for row in reversed(conn.execute(stmt).all())]
 
 
-@operation
+@reads
 def job_with_logs(conn: sa.Connection, job_id: str,
                   limit: int = 200) -> tuple[Job, list[dict[str, Any]]] | None:
     """A job and its newest log lines, read together."""
@@ -354,14 +354,14 @@ def job_with_logs(conn: sa.Connection, job_id: str,
     return job, job_logs.sync(conn, job_id, limit)  # type: ignore[attr-defined]
 
 
-@operation
+@reads
 def stale_active_jobs(conn: sa.Connection, older_than: datetime) -> list[Job]:
     return _jobs(conn.execute(sa.select(*_COLUMNS).where(
         JOB.c.status.in_(_ACTIVE),
         sa.or_(JOB.c.heartbeat_at.is_(None), JOB.c.heartbeat_at < older_than))))
 
 
-@operation
+@reads
 def pending_jobs_older_than(conn: sa.Connection, older_than: datetime, limit: int = 500) -> list[Job]:
     return _jobs(conn.execute(
         sa.select(*_COLUMNS).where(JOB.c.status == Status.PENDING.value, JOB.c.updated_at < older_than)

@@ -47,7 +47,9 @@ def is_embed(request: HTMXRequest) -> bool:
 
 def redirect_to(request: HTMXRequest, path: str) -> ClientRedirect:
     """After a form's success: htmx navigates to ``path`` (keeping an embedded panel embedded)."""
-    return ClientRedirect(with_embed(path, is_embed(request)))
+    response = ClientRedirect(with_embed(path, is_embed(request)))
+    response.status_code = 200  # what htmx expects; a POST handler's default would be 201
+    return response
 
 
 def form_errors(exc: ParamsError, fields: Any) -> dict[str, str]:

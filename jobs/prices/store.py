@@ -12,14 +12,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from jobs.db import Database, dated_series, operation, utcnow
+from jobs.db import Database, dated_series, operation, reads, utcnow
 from jobs.prices.calendar import trading_days
 from jobs.prices.models import PriceBar
 
 _BAR = PriceBar.__table__  # type: ignore[attr-defined]
 
 
-@operation
+@reads
 def stored_days(conn: sa.Connection, symbols: Iterable[str], start: date,
                 end: date) -> dict[str, set[date]]:
     symbols = list(symbols)
@@ -73,7 +73,7 @@ class Coverage:
                 "gaps": self.gaps}
 
 
-@operation
+@reads
 def coverage(conn: sa.Connection, symbols: Iterable[str] | None = None) -> list[Coverage]:
     stmt = (sa.select(_BAR.c.symbol, sa.func.min(_BAR.c.day), sa.func.max(_BAR.c.day),
                       sa.func.count()).group_by(_BAR.c.symbol).order_by(_BAR.c.symbol))
