@@ -47,6 +47,22 @@ def upgrade(url: str, revision: str = "heads") -> None:
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)
+    if url.startswith("sqlite"):
+        _analyze(url)
+
+
+def _analyze(url: str) -> None:
+    """Give SQLite's planner statistics (it has none until ANALYZE runs, and then picks
+    indexes badly on big tables); sampled, so it takes milliseconds at any size."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+            conn.exec_driver_sql("ANALYZE")
+    finally:
+        engine.dispose()
 
 
 async def upgrade_async(url: str, revision: str = "heads") -> None:

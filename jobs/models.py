@@ -27,6 +27,7 @@ class JobTable(SQLModel, table=True):
         sa.Index("ix_job_status_created", "status", "created_at"),
         sa.Index("ix_job_kind_created", "kind", "created_at"),
         sa.Index("ix_job_created", "created_at", "id"),
+        sa.Index("ix_job_finished", "finished_at"),
         # one unfinished job per key (see JobKind.key): the database refuses a second one
         sa.Index("ux_job_unfinished_key", "dedupe_key", unique=True,
                  sqlite_where=sa.text(_UNFINISHED_KEYED), postgresql_where=sa.text(_UNFINISHED_KEYED)),
@@ -57,13 +58,15 @@ class JobTable(SQLModel, table=True):
 
 
 class JobCount(SQLModel, table=True):
-    """How many jobs are in each status, kept by triggers on ``job`` (migration 0003) in the
-    same transaction as the change: the queue limit, the overview and the jobs list read a
-    row here instead of counting the whole table. (On SQLite, a migration that rebuilds the
-    ``job`` table drops its triggers: it must create them again.)"""
+    """How many jobs of each kind are in each status, kept by triggers on ``job`` (migration
+    0005) in the same transaction as the change: the queue limit, the overview, the jobs
+    list's totals and a kind's busy check read a few rows here instead of counting the table.
+    (On SQLite, a migration that rebuilds the ``job`` table drops its triggers: it must create
+    them again.)"""
 
     __tablename__ = "job_count"
 
+    kind: str = Field(primary_key=True, max_length=64)
     status: str = Field(primary_key=True, max_length=20)
     n: int = 0
 

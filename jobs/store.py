@@ -49,17 +49,20 @@ def _insert_stmt(exclusive: bool, dialect: str) -> Prepared:
     """INSERT the job if fewer than :max_pending jobs are pending and, for an exclusive kind,
     no job of its kind is unfinished; nothing if an unfinished job holds its dedupe key."""
     row = sa.select(*[sa.bindparam(c.name, type_=c.type) for c in _COLUMNS])
-    pending = sa.select(COUNT.c.n).where(COUNT.c.status == Status.PENDING.value).scalar_subquery()
+    pending = sa.select(sa.func.coalesce(sa.func.sum(COUNT.c.n), 0)).where(
+        COUNT.c.status == Status.PENDING.value).scalar_subquery()
     conditions = [pending < sa.bindparam("max_pending")]
     if exclusive:
-        conditions.append(~_unfinished_of_kind())
+        conditions.append(_unfinished_of_kind() == 0)
     insert = sqlite_insert if dialect == "sqlite" else pg_insert
     return Prepared(insert(JOB).from_select(JOB_COLUMNS, row.where(*conditions)).on_conflict_do_nothing())
 
 
-def _unfinished_of_kind() -> sa.Exists:
-    return sa.exists().where(JOB.c.kind == sa.bindparam("kind"),
-                             _status_in([Status.PENDING.value, *_ACTIVE]))
+def _unfinished_of_kind() -> sa.ScalarSelect[Any]:
+    """How many jobs of :kind are unfinished (from the counts: no scan of the table)."""
+    return sa.select(sa.func.coalesce(sa.func.sum(COUNT.c.n), 0)).where(
+        COUNT.c.kind == sa.bindparam("kind"),
+        sa.or_(*(COUNT.c.status == s for s in [Status.PENDING.value, *_ACTIVE]))).scalar_subquery()
 
 
 _BY_KEY = Prepared(sa.select(*_COLUMNS).where(
@@ -103,52 +106,87 @@ def delete_job(conn: sa.Connection, job_id: str) -> None:
 
 
 _VERSION = (JOB.c.id, JOB.c.status, JOB.c.updated_at)
+# an id search counts its matches up to this many (the total then reads "at least")
+SEARCH_COUNT_CAP = 10_000
 
 
-@lru_cache(maxsize=32)
-def _list_stmts(kind: bool, status: bool, q: bool,
+def id_range(q: str) -> tuple[str, str]:
+    """Ids starting with ``q`` are the ids in [lo, hi): a range the primary key's index
+    answers (a LIKE 'q%' would scan the table)."""
+    return q, q[:-1] + chr(ord(q[-1]) + 1)
+
+
+@lru_cache(maxsize=64)
+def _list_stmts(kind: bool, status: bool, q: bool, cursor: str | None,
                 columns: tuple[sa.Column[Any], ...]) -> tuple[Prepared, Prepared]:
-    """(count, page of ``columns``) for the filters given: :kind, :status, :q (an id prefix)."""
+    """(count, page of ``columns``) for the filters given: :kind, :status, :q (an id prefix,
+    as the range :lo..:hi), newest first; ``cursor`` "before"/"after" pages from the row of
+    :cursor_id on instead of by :offset (keyset: as fast on the last page as on the first)."""
     where = []
     if kind:
         where.append(JOB.c.kind == sa.bindparam("kind"))
     if status:
         where.append(JOB.c.status == sa.bindparam("status"))
     if q:
-        where.append(JOB.c.id.startswith(sa.bindparam("q"), escape="\\"))
-    # unfiltered, the total is the sum of the counts per status: no scan of the table
-    count = (sa.select(sa.func.count()).select_from(JOB).where(*where) if where
-             else sa.select(sa.func.sum(COUNT.c.n)))
-    page = (sa.select(*columns).where(*where).order_by(JOB.c.created_at.desc(), JOB.c.id.desc())
-            .limit(sa.bindparam("limit")).offset(sa.bindparam("offset")))
+        where += [JOB.c.id >= sa.bindparam("lo"), JOB.c.id < sa.bindparam("hi")]
+        # the matches of an id search, up to a cap
+        matches = sa.select(sa.literal(1)).select_from(JOB).where(*where).limit(SEARCH_COUNT_CAP)
+        count = sa.select(sa.func.count()).select_from(matches.subquery())
+    else:  # the counts per kind and status: no scan of the table at any size
+        count_where = [COUNT.c.kind == sa.bindparam("kind")] if kind else []
+        if status:
+            count_where.append(COUNT.c.status == sa.bindparam("status"))
+        count = sa.select(sa.func.coalesce(sa.func.sum(COUNT.c.n), 0)).where(*count_where)
+    order = [JOB.c.created_at.desc(), JOB.c.id.desc()]
+    if cursor is not None:
+        def of_mark(column: sa.Column[Any]) -> sa.ScalarSelect[Any]:
+            return sa.select(column).where(JOB.c.id == sa.bindparam("cursor_id")).scalar_subquery()
+
+        row = sa.tuple_(JOB.c.created_at, JOB.c.id)
+        mark_row = sa.tuple_(of_mark(JOB.c.created_at), of_mark(JOB.c.id))
+        if cursor == "before":
+            where.append(row < mark_row)
+        else:
+            where.append(row > mark_row)
+            order = [JOB.c.created_at.asc(), JOB.c.id.asc()]
+    page = sa.select(*columns).where(*where).order_by(*order).limit(sa.bindparam("limit"))
+    if cursor is None:
+        page = page.offset(sa.bindparam("offset"))
     return Prepared(count), Prepared(page)
 
 
 def _list(conn: sa.Connection, columns: tuple[sa.Column[Any], ...], kind: str | None,
-          status: str | None, q: str | None, limit: int, offset: int) -> tuple[list[Any], int]:
+          status: str | None, q: str | None, limit: int, offset: int,
+          before: str | None = None, after: str | None = None) -> tuple[list[Any], int]:
     q = (q or "").strip().lower()
-    q_like = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    count, page = _list_stmts(bool(kind), bool(status), bool(q), columns)
-    params = {"kind": kind, "status": status, "q": q_like, "limit": limit, "offset": offset}
+    lo, hi = id_range(q) if q else ("", "")
+    cursor = "before" if before else ("after" if after else None)
+    count, page = _list_stmts(bool(kind), bool(status), bool(q), cursor, columns)
+    params = {"kind": kind, "status": status, "lo": lo, "hi": hi, "limit": limit, "offset": offset,
+              "cursor_id": before or after}
     total = count.rows(conn, params)[0][0]
-    return page.rows(conn, params), int(total or 0)
+    rows = page.rows(conn, params)
+    return (rows[::-1] if cursor == "after" else rows), int(total or 0)
 
 
 @reads
 def list_jobs(conn: sa.Connection, *, kind: str | None = None, status: str | None = None,
-              q: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
-    """A page of jobs, newest first, and how many match in all."""
-    rows, total = _list(conn, tuple(_COLUMNS), kind, status, q, limit, offset)
+              q: str | None = None, limit: int = 50, offset: int = 0, before: str | None = None,
+              after: str | None = None) -> tuple[list[Job], int]:
+    """A page of jobs, newest first, and how many match in all (an id search counts up to
+    ``SEARCH_COUNT_CAP``). ``before``/``after``: the page older/newer than that job's row."""
+    rows, total = _list(conn, tuple(_COLUMNS), kind, status, q, limit, offset, before, after)
     return _jobs(rows), total
 
 
 @reads
 def list_job_versions(conn: sa.Connection, *, kind: str | None = None, status: str | None = None,
-                      q: str | None = None, limit: int = 50, offset: int = 0
+                      q: str | None = None, limit: int = 50, offset: int = 0,
+                      before: str | None = None, after: str | None = None
                       ) -> tuple[list[tuple[str, str, datetime]], int]:
     """The same page as ``list_jobs``, as (id, status, updated_at) only: enough to tell which
     rows a page already has rendered (see web.render.job_row), without decoding whole rows."""
-    return _list(conn, _VERSION, kind, status, q, limit, offset)
+    return _list(conn, _VERSION, kind, status, q, limit, offset, before, after)
 
 
 @reads
@@ -167,7 +205,7 @@ def jobs_in(conn: sa.Connection, statuses: Iterable[str], limit: int = 50,
     return _jobs(conn.execute(stmt))
 
 
-_COUNTS = Prepared(sa.select(COUNT.c.status, COUNT.c.n))
+_COUNTS = Prepared(sa.select(COUNT.c.status, sa.func.sum(COUNT.c.n)).group_by(COUNT.c.status))
 _UNFINISHED = Prepared(sa.select(*_COLUMNS).where(_status_in([Status.PENDING.value, *_ACTIVE]))
                        .order_by(JOB.c.created_at).limit(sa.bindparam("active_limit")))
 _FAILED = Prepared(sa.select(*_COLUMNS).where(JOB.c.status == Status.FAILED.value)
@@ -191,11 +229,11 @@ def overview(conn: sa.Connection, active_limit: int = 20, recent: int = 5) -> di
 
 @reads
 def count_unfinished(conn: sa.Connection, kinds: Iterable[str] | None = None) -> int:
-    """Jobs pending or on their way (of these kinds)."""
-    stmt = sa.select(sa.func.count()).select_from(JOB).where(
-        JOB.c.status.in_([Status.PENDING.value, *_ACTIVE]))
+    """Jobs pending or on their way (of these kinds), from the counts."""
+    stmt = sa.select(sa.func.sum(COUNT.c.n)).where(
+        COUNT.c.status.in_([Status.PENDING.value, *_ACTIVE]))
     if kinds is not None:
-        stmt = stmt.where(JOB.c.kind.in_(list(kinds)))
+        stmt = stmt.where(COUNT.c.kind.in_(list(kinds)))
     return int(conn.execute(stmt).scalar() or 0)
 
 

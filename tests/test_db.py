@@ -133,3 +133,45 @@ async def test_a_burst_ends_when_its_last_job_does(redis_url: str, tmp_path: Pat
         assert took < 2, f"took {took:.1f} s"
     finally:
         await engine.db.dispose()
+
+
+async def test_a_slow_read_never_holds_the_write_lock_nor_delays_another_processs_write(
+        db_url: str) -> None:
+    """The web's heavy reads (the overview at a million jobs, coverage at thousands of symbols)
+    once shared a transaction with a submit's INSERT and held SQLite's write lock for their
+    whole length: the worker's progress write waited past its busy timeout ("database is
+    locked") and the job failed; heartbeats gapped. A read now runs beside the writer."""
+    web = Database(db_url)
+    try:
+        started = asyncio.Event()
+
+        def slow_read(conn: sa.Connection) -> int:
+            n = conn.execute(sa.select(sa.func.count()).select_from(store.JOB)).scalar_one()
+            started.set()  # (from the reader thread: only read after the gather below)
+            time.sleep(1.5)  # a heavy query, holding its snapshot
+            return int(n)
+
+        async def worker_writes() -> float:
+            """Another process's short write (a heartbeat), with a busy timeout far below the
+            read's length: it must not wait for the read."""
+            while not started.is_set():
+                await asyncio.sleep(0.01)
+            other = Database(db_url)
+            try:
+                t = time.monotonic()
+                await other.run(lambda conn: conn.execute(
+                    sa.text("SELECT 1") if conn.dialect.name != "sqlite" else
+                    sa.text("PRAGMA busy_timeout=300")))
+                await store.insert_job(other, Job(id="w" * 32, kind="diagnostics.noop"), 100)
+                return time.monotonic() - t
+            finally:
+                await other.dispose()
+
+        job = Job(id="s" * 32, kind="diagnostics.noop")
+        _, n, took = await asyncio.gather(store.insert_job(web, job, 100), web.read(slow_read),
+                                          worker_writes())
+        assert n >= 0
+        assert took < 0.5, f"another process's write waited {took:.2f} s behind a read"
+        assert {(await store.get_job(web, i)).status for i in ("s" * 32, "w" * 32)} == {"pending"}
+    finally:
+        await web.dispose()

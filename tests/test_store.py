@@ -189,3 +189,31 @@ async def test_counts_per_status_follow_every_change(db: Database) -> None:
     # the queue limit reads the pending count: two pending, a limit of two refuses the next
     assert await store.insert_job(db, Job(id="9" * 32, kind="diagnostics.noop"), 2) == "full"
     assert await store.insert_job(db, Job(id="9" * 32, kind="diagnostics.noop"), 3) is None
+
+
+async def test_pages_by_cursor_cover_every_job_once_and_totals_come_from_the_counts(
+        db: Database) -> None:
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    ids = [f"{i:02d}" + "f" * 30 for i in range(7)]
+    for i, job_id in enumerate(ids):  # two jobs share a created_at: the id breaks the tie
+        at = base.replace(minute=min(i, 5))
+        await store.insert_job(db, Job(id=job_id, kind="a.x" if i % 2 else "b.y", created_at=at), 50)
+    newest_first = sorted(ids, key=lambda i: (base.replace(minute=min(ids.index(i), 5)), i),
+                          reverse=True)
+    seen, before = [], None
+    while True:
+        page, total = await store.list_jobs(db, limit=3, before=before)
+        if not page:
+            break
+        seen += [j.id for j in page]
+        before = page[-1].id
+    assert seen == newest_first and total == 7
+    second, _ = await store.list_jobs(db, limit=3, before=newest_first[2])
+    back, _ = await store.list_jobs(db, limit=3, after=second[0].id)
+    assert [j.id for j in back] == newest_first[:3]  # "newer" is the page before, in order
+    # a kind and status seen for the first time is counted (the counts upsert their row)
+    await store.transition(db, ids[1], Status.CANCELLED)
+    assert (await store.list_jobs(db, kind="a.x"))[1] == 3
+    assert (await store.list_jobs(db, kind="a.x", status="cancelled"))[1] == 1
+    assert await store.count_unfinished(db, kinds=["a.x"]) == 2
+    assert (await store.list_jobs(db, q="0"))[1] == 7 and (await store.list_jobs(db, q="03"))[1] == 1

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Response, Router, get, post
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, Parameter
 from litestar.plugins.htmx import HTMXRequest
 from litestar.status_codes import HTTP_202_ACCEPTED
 from pydantic import ValidationError
@@ -28,9 +28,15 @@ from web.slice import Message, NavEntry, Region, WebSlice
 KIND = DOWNLOAD.name
 
 
-async def coverage_context(engine: Engine) -> dict[str, Any]:
-    rows = await prices_store.coverage(engine.db)
-    return {"coverage": [c.to_api() for c in rows]}
+COVERAGE_PAGE = 100
+
+
+async def coverage_context(engine: Engine, offset: int = 0) -> dict[str, Any]:
+    """A page of the coverage table (kept up to date as bars are stored: no scan of the bars)."""
+    rows = await prices_store.coverage(engine.db, limit=COVERAGE_PAGE, offset=offset)
+    return {"coverage": [c.to_api() for c in rows],
+            "symbols_total": await prices_store.symbols_held(engine.db),
+            "coverage_offset": offset, "coverage_page": COVERAGE_PAGE}
 
 
 def form_defaults() -> dict[str, Any]:
@@ -50,11 +56,16 @@ REGIONS = (
 
 
 @get("/prices", name="prices")
-async def prices_page(request: HTMXRequest, engine: Engine) -> Response[str]:
+async def prices_page(request: HTMXRequest, engine: Engine,
+                      offset: Annotated[int, Parameter(ge=0, le=10**9)] = 0) -> Response[str]:
+    """The page; ``offset`` pages the coverage table (COVERAGE_PAGE symbols a page)."""
+    if request.htmx and request.htmx.target == "coverage":
+        return html("prices/coverage.html", embed=is_embed(request),
+                    **await coverage_context(engine, offset))
     recent, _ = await store.list_jobs(engine.db, kind=KIND, limit=10)
     return page(request, "prices/page.html", form=form_defaults(), errors={},
                 providers=PROVIDER_NAMES, recent=recent, kind=KIND,
-                **await coverage_context(engine))
+                **await coverage_context(engine, offset))
 
 
 @post("/prices/download", name="prices-download-form")
@@ -89,7 +100,10 @@ async def api_download(engine: Engine, data: dict[str, Any]) -> dict[str, Any]:
 
 
 @get("/api/prices/coverage", name="api-prices-coverage")
-async def api_coverage(engine: Engine, symbols: str | None = None) -> dict[str, Any]:
+async def api_coverage(engine: Engine, symbols: str | None = None,
+                       limit: Annotated[int, Parameter(ge=1, le=5000)] = 1000,
+                       offset: Annotated[int, Parameter(ge=0, le=10**9)] = 0) -> dict[str, Any]:
+    """Coverage of the given ``symbols``, or a page of every symbol held (by name)."""
     wanted = None
     if symbols:
         try:
@@ -97,8 +111,12 @@ async def api_coverage(engine: Engine, symbols: str | None = None) -> dict[str, 
                 {"symbols": symbols, "start_date": "2000-01-03", "end_date": "2000-01-03"}).symbols
         except ValidationError as exc:  # a bad ticker is the caller's mistake: 400, not 500
             raise ParamsError([e for e in pydantic_errors(exc) if e["field"] == "symbols"]) from None
-    rows = await prices_store.coverage(engine.db, wanted)
-    return {"coverage": [c.to_api() for c in rows]}
+    if wanted is not None:
+        rows = await prices_store.coverage(engine.db, wanted)
+        return {"coverage": [c.to_api() for c in rows], "total": len(rows)}
+    rows = await prices_store.coverage(engine.db, limit=limit, offset=offset)
+    return {"coverage": [c.to_api() for c in rows], "total": await prices_store.symbols_held(engine.db),
+            "limit": limit, "offset": offset}
 
 
 router = Router(path="/", route_handlers=[prices_page, download_form, api_download, api_coverage])

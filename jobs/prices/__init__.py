@@ -1,5 +1,7 @@
 """Price data: providers, stored daily bars, coverage, and the download job kind."""
 
+from pathlib import Path
+
 from jobs.domain import Domain
 from jobs.prices import cli
 from jobs.prices.demo import seed
@@ -20,5 +22,6 @@ def _warm_up() -> None:
 
 DOMAIN = Domain(
     name="prices", title="Prices", kinds=(DOWNLOAD,), tables=("jobs.prices.models",),
+    migrations=Path(__file__).with_name("migrations"),
     settings=PricesSettings, web="web.prices", seed=seed, cli=cli.add, warm_up=_warm_up,
 )

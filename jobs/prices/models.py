@@ -1,4 +1,4 @@
-"""Stored daily bars: one row per (symbol, day)."""
+"""Stored daily bars: one row per (symbol, day); and each symbol's coverage, kept as bars arrive."""
 
 from __future__ import annotations
 
@@ -22,3 +22,15 @@ class PriceBar(SQLModel, table=True):
     volume: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     provider: str = Field(max_length=32)
     fetched_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(UTCDateTime, nullable=False))
+
+
+class PriceCoverage(SQLModel, table=True):
+    """What is held per symbol, updated in the transaction that stores its bars: pages and the
+    API read this instead of grouping every bar."""
+
+    __tablename__ = "price_coverage"
+
+    symbol: str = Field(primary_key=True, max_length=16)
+    first_day: date
+    last_day: date
+    days_held: int

@@ -13,10 +13,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from jobs.db import Database, dated_series, operation, reads, utcnow
-from jobs.prices.calendar import trading_days
-from jobs.prices.models import PriceBar
+from jobs.prices.calendar import trading_day_count, trading_days
+from jobs.prices.models import PriceBar, PriceCoverage
 
 _BAR = PriceBar.__table__  # type: ignore[attr-defined]
+_COVERAGE = PriceCoverage.__table__  # type: ignore[attr-defined]
 
 
 @reads
@@ -56,7 +57,22 @@ def save_bars(conn: sa.Connection, bars: Iterable[Any], provider: str) -> int:
         stmt = insert(_BAR).values(rows[i:i + 500]).on_conflict_do_nothing(
             index_elements=["symbol", "day"])
         saved += max(conn.execute(stmt).rowcount or 0, 0)
+    if saved:
+        _update_coverage(conn, {r["symbol"] for r in rows}, insert)
     return saved
+
+
+def _update_coverage(conn: sa.Connection, symbols: set[str], insert: Any) -> None:
+    """Recount what is held of these symbols (their bars only, by the primary key's index)."""
+    held = sa.select(_BAR.c.symbol, sa.func.min(_BAR.c.day).label("first_day"),
+                     sa.func.max(_BAR.c.day).label("last_day"),
+                     sa.func.count().label("days_held")).where(
+        _BAR.c.symbol.in_(sorted(symbols))).group_by(_BAR.c.symbol)
+    stmt = insert(_COVERAGE).from_select(["symbol", "first_day", "last_day", "days_held"], held)
+    stmt = stmt.on_conflict_do_update(index_elements=["symbol"], set_={
+        "first_day": stmt.excluded.first_day, "last_day": stmt.excluded.last_day,
+        "days_held": stmt.excluded.days_held})
+    conn.execute(stmt)
 
 
 @dataclass(frozen=True)
@@ -74,17 +90,23 @@ class Coverage:
 
 
 @reads
-def coverage(conn: sa.Connection, symbols: Iterable[str] | None = None) -> list[Coverage]:
-    stmt = (sa.select(_BAR.c.symbol, sa.func.min(_BAR.c.day), sa.func.max(_BAR.c.day),
-                      sa.func.count()).group_by(_BAR.c.symbol).order_by(_BAR.c.symbol))
+def coverage(conn: sa.Connection, symbols: Iterable[str] | None = None, *, limit: int | None = None,
+             offset: int = 0) -> list[Coverage]:
+    """Coverage per symbol, by name (all of ``symbols``, or a page of every symbol)."""
+    stmt = sa.select(_COVERAGE.c.symbol, _COVERAGE.c.first_day, _COVERAGE.c.last_day,
+                     _COVERAGE.c.days_held).order_by(_COVERAGE.c.symbol)
     if symbols is not None:
-        stmt = stmt.where(_BAR.c.symbol.in_(list(symbols)))
-    rows = conn.execute(stmt).all()
-    out = []
-    for symbol, first, last, held in rows:
-        expected = len(trading_days(first, last))
-        out.append(Coverage(symbol, first, last, int(held), max(expected - int(held), 0)))
-    return out
+        stmt = stmt.where(_COVERAGE.c.symbol.in_(list(symbols)))
+    if limit is not None:
+        stmt = stmt.limit(limit).offset(offset)
+    return [Coverage(symbol, first, last, int(held),
+                     max(trading_day_count(first, last) - int(held), 0))
+            for symbol, first, last, held in conn.execute(stmt)]
+
+
+@reads
+def symbols_held(conn: sa.Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(_COVERAGE)).scalar_one())
 
 
 def prioritize(missing: dict[str, set[date]]) -> list[str]:

@@ -160,3 +160,38 @@ async def test_coverage_reports_first_last_held_and_gaps(db: Database) -> None:
                             "days_held": 6, "gaps": 0}
     only = await store.coverage(db, ["FULL", "NONE"])
     assert [c.symbol for c in only] == ["FULL"]
+
+
+# -- coverage kept as bars arrive ------------------------------------------------------------
+
+
+async def test_coverage_is_kept_as_bars_arrive_and_counts_gaps_on_the_trading_calendar(
+        db: Database) -> None:
+    def bars(symbol: str, first: date, last: date) -> list[Bar]:
+        return [Bar(symbol, d, 1, 1, 1, 1, 1) for d in trading_days(first, last)]
+
+    assert await store.coverage(db) == []
+    await store.save_bars(db, bars("GAP", date(2025, 1, 2), date(2025, 1, 10)), "synthetic")
+    await store.save_bars(db, bars("GAP", date(2025, 1, 21), date(2025, 1, 31)), "synthetic")
+    await store.save_bars(db, bars("ALL", date(2025, 1, 2), date(2025, 1, 31)), "synthetic")
+    got = {c.symbol: c for c in await store.coverage(db)}
+    # January 2025: 20 NYSE days (New Year, Carter's day of mourning on the 9th, MLK on the 20th);
+    # GAP lacks the 13th to the 17th
+    assert (got["ALL"].days_held, got["ALL"].gaps) == (len(trading_days(date(2025, 1, 2),
+                                                                          date(2025, 1, 31))), 0)
+    assert (got["GAP"].first_day, got["GAP"].last_day, got["GAP"].gaps) == (
+        date(2025, 1, 2), date(2025, 1, 31), 5)
+    await store.save_bars(db, bars("GAP", date(2025, 1, 13), date(2025, 1, 17)), "synthetic")
+    assert [c.gaps for c in await store.coverage(db, ["GAP"])] == [0]
+    assert [c.symbol for c in await store.coverage(db, limit=1, offset=1)] == ["GAP"]
+    assert await store.symbols_held(db) == 2
+
+
+def test_trading_day_count_matches_the_calendar() -> None:
+    from jobs.prices.calendar import trading_day_count
+
+    rng = random.Random(7)
+    for _ in range(300):
+        a = date(2019, 1, 1) + timedelta(days=rng.randrange(2500))
+        b = a + timedelta(days=rng.randrange(-5, 900))
+        assert trading_day_count(a, b) == len(trading_days(a, b)), (a, b)
