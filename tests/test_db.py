@@ -4,6 +4,7 @@ database; a worker's slots refill as they free; events keep their order."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,19 +144,18 @@ async def test_a_slow_read_never_holds_the_write_lock_nor_delays_another_process
     locked") and the job failed; heartbeats gapped. A read now runs beside the writer."""
     web = Database(db_url)
     try:
-        started = asyncio.Event()
+        started = threading.Event()
 
         def slow_read(conn: sa.Connection) -> int:
             n = conn.execute(sa.select(sa.func.count()).select_from(store.JOB)).scalar_one()
-            started.set()  # (from the reader thread: only read after the gather below)
+            started.set()
             time.sleep(1.5)  # a heavy query, holding its snapshot
             return int(n)
 
         async def worker_writes() -> float:
             """Another process's short write (a heartbeat), with a busy timeout far below the
             read's length: it must not wait for the read."""
-            while not started.is_set():
-                await asyncio.sleep(0.01)
+            await asyncio.to_thread(started.wait, 10)
             other = Database(db_url)
             try:
                 t = time.monotonic()

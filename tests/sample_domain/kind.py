@@ -18,7 +18,8 @@ class WriteParams(BaseModel):
 
 @operation
 def add_note(conn: sa.Connection, text: str) -> int:
-    return int(conn.execute(sa.insert(NOTES).values(text=text, written_at=utcnow()).returning(NOTES.c.id)).scalar_one())
+    stmt = sa.insert(NOTES).values(text=text, written_at=utcnow()).returning(NOTES.c.id)
+    return int(conn.execute(stmt).scalar_one())
 
 
 @operation
