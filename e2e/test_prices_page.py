@@ -123,3 +123,15 @@ def test_bad_input_is_explained_beside_each_field_and_creates_nothing(desk: Stac
     page.wait_for_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
     assert api_total(desk.url) == before + 1
     api_wait(desk.url, page.url.rsplit("/", 1)[1], {"completed"})
+
+
+def test_recent_downloads_take_new_jobs_live(desk: Stack, page: Page) -> None:
+    page.goto(f"{desk.url}/prices")
+    wait_sse_open(page)
+    token = mark(page)
+    job_id = api_submit(desk.url, "prices.download", symbols=["RCNT"], start_date=START, end_date=END)
+    recent = page.get_by_test_id("price-jobs")
+    expect(recent.locator("tr").first).to_have_attribute("data-testid", f"job-row-{job_id}")
+    expect(page.get_by_test_id(f"job-row-{job_id}").get_by_test_id("status-badge")) \
+        .to_have_text("completed", timeout=30_000)
+    assert_same_document(page, token)  # no reload: the row came and changed by SSE
