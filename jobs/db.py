@@ -311,30 +311,28 @@ class Prepared:
             cursor.close()
 
 
+def _awaitable(fn: Callable[Concatenate[sa.Connection, P], T], writes: bool
+               ) -> Callable[Concatenate[Database, P], Awaitable[T]]:
+    @functools.wraps(fn)
+    async def run(db: Database, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await (db.run if writes else db.read)(fn, *args, **kwargs)
+
+    run.sync = fn  # type: ignore[attr-defined]
+    return run
+
+
 def operation(fn: Callable[Concatenate[sa.Connection, P], T]
               ) -> Callable[Concatenate[Database, P], Awaitable[T]]:
     """``fn(conn, ...)`` becomes ``await fn(db, ...)``: one transaction, one hand-off.
     The plain function stays reachable as ``.sync``, to compose inside another operation."""
-
-    @functools.wraps(fn)
-    async def run(db: Database, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await db.run(fn, *args, **kwargs)
-
-    run.sync = fn  # type: ignore[attr-defined]
-    return run
+    return _awaitable(fn, writes=True)
 
 
 def reads(fn: Callable[Concatenate[sa.Connection, P], T]
           ) -> Callable[Concatenate[Database, P], Awaitable[T]]:
     """``operation`` for one that only reads: it never takes the write lock, never waits
     behind a write of this process, and a slow one delays no other request."""
-
-    @functools.wraps(fn)
-    async def run(db: Database, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await db.read(fn, *args, **kwargs)
-
-    run.sync = fn  # type: ignore[attr-defined]
-    return run
+    return _awaitable(fn, writes=False)
 
 
 @reads
