@@ -150,3 +150,57 @@ def test_a_burst_of_job_events_renders_the_overview_a_few_times_with_the_final_c
             assert time.monotonic() - started < 15, (rows, len(overviews))
     assert rows == 60  # every job's row came, each in its own event
     assert len(overviews) <= 20, len(overviews)  # the overview did not follow each of them
+
+
+def test_a_slow_region_delays_only_its_own_topic(monkeypatch) -> None:
+    """Each topic renders in a lane of its own: a page whose region takes a second to render
+    does not hold the events of every other page behind it."""
+    import web.events as hub_module
+    from jobs.events import Event
+    from web.events import Client, Hub
+    from web.slice import Region
+
+    async def slow(engine, topic, event):
+        await asyncio.sleep(1.0)
+        return [("slow", "s")]
+
+    async def fast(engine, topic, event):
+        return [("fast", "f")]
+
+    regions = {"slow": [Region("slow", slow, follows=("x",))],
+               "fast": [Region("fast", fast, follows=("x",))]}
+    monkeypatch.setattr(hub_module, "regions_of", lambda prefix: regions.get(prefix, []))
+
+    async def scenario() -> tuple[float, float]:
+        hub = Hub(engine=None)  # type: ignore[arg-type]
+        slow_client = hub.subscribe(frozenset({"slow"}))
+        fast_client = hub.subscribe(frozenset({"fast"}))
+        start = time.monotonic()
+        hub.dispatch(Event("1-0", "x", ("slow", "fast"), {}))
+        await asyncio.wait_for(fast_client.queue.get(), 5)
+        fast_at = time.monotonic() - start
+        await asyncio.wait_for(slow_client.queue.get(), 5)
+        slow_at = time.monotonic() - start
+        for _, task in hub._lanes.values():
+            task.cancel()
+        return fast_at, slow_at
+
+    fast_at, slow_at = asyncio.run(scenario())
+    assert fast_at < 0.2 and slow_at >= 1.0, (fast_at, slow_at)
+
+
+def test_a_tool_following_two_topics_gets_each_event_once() -> None:
+    from jobs.events import Event
+    from web.events import Hub
+
+    async def scenario() -> list[object]:
+        hub = Hub(engine=None)  # type: ignore[arg-type]
+        tool = hub.subscribe(frozenset({"jobs", "job:abc"}), as_json=True)
+        hub.dispatch(Event("1-0", "job", ("jobs", "job:abc"), {"id": "abc", "updated_at": "x"}))
+        items = []
+        while not tool.queue.empty():
+            items.append(tool.queue.get_nowait())
+        return items
+
+    items = asyncio.run(scenario())
+    assert len(items) == 1, items
