@@ -206,8 +206,10 @@ def jobs_in(conn: sa.Connection, statuses: Iterable[str], limit: int = 50,
 
 
 _COUNTS = Prepared(sa.select(COUNT.c.status, sa.func.sum(COUNT.c.n)).group_by(COUNT.c.status))
-_UNFINISHED = Prepared(sa.select(*_COLUMNS).where(_status_in([Status.PENDING.value, *_ACTIVE]))
-                       .order_by(JOB.c.created_at).limit(sa.bindparam("active_limit")))
+# one status at a time: each is a search of the (status, created_at) index; with the statuses
+# OR-ed together SQLite walks the created_at index instead, through every finished job
+_IN_STATUS = Prepared(sa.select(*_COLUMNS).where(JOB.c.status == sa.bindparam("status"))
+                      .order_by(JOB.c.created_at).limit(sa.bindparam("active_limit")))
 _FAILED = Prepared(sa.select(*_COLUMNS).where(JOB.c.status == Status.FAILED.value)
                    .order_by(JOB.c.created_at.desc()).limit(sa.bindparam("recent")))
 _FINISHED = Prepared(sa.select(*_COLUMNS).where(JOB.c.finished_at.is_not(None))
@@ -223,7 +225,10 @@ def overview(conn: sa.Connection, active_limit: int = 20, recent: int = 5) -> di
         counts[status] = int(n)
     params = {"active_limit": active_limit, "recent": recent}
     warned = [j for j in _jobs(_FINISHED.rows(conn)) if j.warnings][:recent]
-    return {"counts": counts, "running": _jobs(_UNFINISHED.rows(conn, params)),
+    running = sorted((job for status in (Status.PENDING.value, *_ACTIVE) if counts.get(status)
+                      for job in _jobs(_IN_STATUS.rows(conn, {**params, "status": status}))),
+                     key=lambda j: j.created_at)[:active_limit]
+    return {"counts": counts, "running": running,
             "failures": _jobs(_FAILED.rows(conn, params)), "warned": warned}
 
 
