@@ -148,8 +148,13 @@ def test_a_burst_of_job_events_renders_the_overview_a_few_times_with_the_final_c
                 if 'data-testid="count-pending">60<' in event["data"]:
                     break
             assert time.monotonic() - started < 15, (rows, len(overviews))
+    took = time.monotonic() - started
     assert rows == 60  # every job's row came, each in its own event
-    assert len(overviews) <= 20, len(overviews)  # the overview did not follow each of them
+    # the overview did not follow each of them: at most one per coalescing period while they
+    # came (the bound was a flat 20, which a loaded machine, submitting slower, exceeded)
+    from web.events import COALESCE_SECONDS
+    assert len(overviews) <= took / COALESCE_SECONDS + 2, (len(overviews), took)
+    assert len(overviews) <= 30, len(overviews)
 
 
 def test_a_slow_region_delays_only_its_own_topic(monkeypatch) -> None:
