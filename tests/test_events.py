@@ -162,7 +162,7 @@ def test_a_slow_region_delays_only_its_own_topic(monkeypatch) -> None:
     does not hold the events of every other page behind it."""
     import web.events as hub_module
     from jobs.events import Event
-    from web.events import Client, Hub
+    from web.events import Hub
     from web.slice import Region
 
     async def slow(engine, topic, event):
