@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from litestar import Response, Router, delete, get, patch, post
 from litestar.enums import MediaType, RequestEncodingType
 from litestar.params import Body
 from litestar.plugins.htmx import HTMXRequest
+from litestar.serialization import encode_json
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_201_CREATED,
@@ -42,7 +44,8 @@ from jobs.symbols.refresh import (
     card_event,
     window,
 )
-from jobs.symbols.staleness import calculate_staleness, relative, threshold_hours
+from jobs.symbols.settings import symbols_settings
+from jobs.symbols.staleness import calculate_staleness, next_change, relative, threshold_hours
 from web.common import html, is_embed, page
 from web.render import render
 from web.slice import Message, NavEntry, Region, WebSlice
@@ -230,12 +233,43 @@ async def refresh_all_form(engine: Engine) -> Response[str]:
 
 
 # -- API ------------------------------------------------------------------------------------------
-@get("/api/symbols", name="api-symbols")
-async def api_symbols(engine: Engine) -> dict[str, Any]:
-    states = await store.list_symbols(engine.db)
+@dataclass
+class _Listed:
+    """The last body GET /api/symbols built: good while the symbols' fingerprint is the same
+    and the clock has not reached the first moment a computed field could change."""
+
+    key: tuple[Any, ...]
+    until: datetime | None
+    body: bytes
+
+
+_listed: _Listed | None = None
+
+
+async def _list_body(engine: Engine) -> bytes:
+    global _listed
     now, threshold = utcnow(), threshold_hours()
+    cache = symbols_settings().symbol_list_cache
+    if cache:
+        key = (engine.db.url, threshold, *await store.fingerprint(engine.db))
+        hit = _listed
+        if hit is not None and hit.key == key and (hit.until is None or now < hit.until):
+            return hit.body
+    states = await store.list_symbols(engine.db)
     symbols = [symbol_api(s, now, threshold) for s in states]
-    return {"symbols": symbols, "count": len(symbols), "staleness_threshold_hours": _threshold_api()}
+    body = encode_json({"symbols": symbols, "count": len(symbols),
+                        "staleness_threshold_hours": _threshold_api()})
+    if cache:
+        changes = [t for s in states if (t := next_change(s["last_updated"], now, threshold))]
+        _listed = _Listed(key, min(changes, default=None), body)
+    return body
+
+
+@get("/api/symbols", name="api-symbols")
+async def api_symbols(engine: Engine) -> Response[bytes]:
+    """Every tracked symbol with its staleness as of now:
+    {symbols: [...], count, staleness_threshold_hours}."""
+    return Response(await _list_body(engine), media_type=MediaType.JSON)
 
 
 @get("/api/symbols/{symbol:str}", name="api-symbol")

@@ -26,6 +26,9 @@ class SymbolsSettings(BaseSettings):
     # long a refresh waits for another one of the same symbol to finish
     symbol_lock_seconds: float = Field(30.0, ge=1)
     symbol_lock_wait_seconds: float = Field(120.0, ge=0)
+    # GET /api/symbols answers from the last body it built while no symbol changed and no
+    # field computed from the clock can have moved (see web.symbols); off: built every time
+    symbol_list_cache: bool = True
 
 
 def symbols_settings() -> SymbolsSettings:

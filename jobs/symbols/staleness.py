@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from jobs.db import as_utc, utcnow
@@ -36,6 +36,26 @@ def calculate_staleness(last_updated: datetime | None, now: datetime | None = No
         else:
             message = f"Data is {round(hours)}h old - may be outdated"
     return {"is_stale": stale, "hours_since_update": round(hours, 1), "staleness_message": message}
+
+
+# Every field computed from the clock (is_stale, hours_since_update to 0.1 h, the message in
+# hours or days) changes only when the age in whole seconds passes a multiple of this, or the
+# threshold itself.
+_STEP_SECONDS = 180
+
+
+def next_change(last_updated: datetime | None, now: datetime, threshold: float) -> datetime | None:
+    """The first moment after ``now`` at which ``calculate_staleness`` could answer otherwise
+    (None: never, for data never updated)."""
+    if last_updated is None:
+        return None
+    last = as_utc(last_updated)
+    age = math.floor((now - last).total_seconds())  # type: ignore[operator]
+    step = last + timedelta(seconds=_STEP_SECONDS * (age // _STEP_SECONDS + 1))  # type: ignore[operator]
+    limit = threshold * 3600
+    if age <= limit:
+        step = min(step, last + timedelta(seconds=math.floor(limit) + 1))  # type: ignore[operator]
+    return step
 
 
 def relative(last_updated: datetime | None, now: datetime | None = None) -> str:

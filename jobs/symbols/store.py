@@ -56,6 +56,16 @@ def list_symbols(conn: sa.Connection) -> list[dict[str, Any]]:
     return [_state(r) for r in _LIST.rows(conn)]
 
 
+_FINGERPRINT = Prepared(sa.select(sa.func.count(), sa.func.sum(SYMBOL.c.version),
+                                  sa.func.max(SYMBOL.c.added_at)))
+
+
+@operation
+def fingerprint(conn: sa.Connection) -> tuple[Any, ...]:
+    """Changes whenever a symbol is added, removed or written (every write bumps its version)."""
+    return tuple(_FINGERPRINT.rows(conn)[0])
+
+
 @operation
 def symbol_names(conn: sa.Connection) -> list[str]:
     return [r[0] for r in conn.execute(sa.select(SYMBOL.c.symbol).order_by(SYMBOL.c.symbol))]

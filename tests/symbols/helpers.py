@@ -51,6 +51,7 @@ def flatten_bars(stack: Stack, symbol: str, price: float = 100.0) -> int:
 
 def set_last_updated(stack: Stack, symbol: str, when: Any) -> None:
     def write(conn: sa.Connection) -> None:
+        # as every write of ours does, it moves the version on
         conn.execute(sa.update(store.SYMBOL).where(store.SYMBOL.c.symbol == symbol)
-                     .values(last_updated=when))
+                     .values(last_updated=when, version=store.SYMBOL.c.version + 1))
     run_sql(stack, write)

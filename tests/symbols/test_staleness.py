@@ -80,3 +80,18 @@ def test_relative_time() -> None:
     assert relative(NOW - timedelta(minutes=5), NOW) == "5m ago"
     assert relative(NOW - timedelta(hours=3, minutes=10), NOW) == "3h ago"
     assert relative(NOW - timedelta(days=3), NOW) == "3 days ago"
+
+
+def test_nothing_computed_from_the_clock_changes_before_next_change() -> None:
+    from jobs.symbols.staleness import next_change
+
+    for threshold in (48, 0.5, 1.25):
+        for age in (0, 1, 179, 180, 181, 1799, 3 * 3600 + 7, 48 * 3600 - 2, 48 * 3600, 30 * 86400 + 5):
+            last = NOW - timedelta(seconds=age)
+            until = next_change(last, NOW, threshold)
+            assert until is not None and until > NOW
+            first = calculate_staleness(last, NOW, threshold)
+            for s in range(0, int((until - NOW).total_seconds())):
+                assert calculate_staleness(last, NOW + timedelta(seconds=s, microseconds=999_999),
+                                           threshold) == first, (threshold, age, s)
+    assert next_change(None, NOW, 48) is None

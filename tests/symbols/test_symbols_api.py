@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ import redis
 
 from jobs.symbols.refresh import LOCK_PREFIX
 from tests.stack import ROOT, Stack, follow_new, free_port, statuses_of
-from tests.symbols.helpers import flatten_bars, level_rows, state_row
+from tests.symbols.helpers import flatten_bars, level_rows, set_last_updated, state_row
 
 CONFLICT = "Conflict: Symbol was modified by another request. Please retry."
 LATENCY_MS = 1500  # a first refresh downloads two years of bars: this long, at least
@@ -78,6 +79,27 @@ def test_list_and_detail_carry_staleness(sym: Stack) -> None:
     assert set(level) == {"id", "kind", "price", "strength", "first_touch", "last_touch", "created_at"}
     listed = next(s for s in httpx.get(f"{sym.url}/api/symbols").json()["symbols"] if s["symbol"] == "QQQ")
     assert listed == {k: one[k] for k in LIST_FIELDS}
+
+
+def test_the_list_turns_stale_at_the_threshold_with_no_write(sym: Stack) -> None:
+    """Staleness is computed on every read: the same row, read again past the threshold."""
+    add(sym, "CROSS")
+    refreshed(sym, "CROSS")
+    crossing = datetime.now(UTC) + timedelta(seconds=2)
+    set_last_updated(sym, "CROSS", crossing - timedelta(hours=48))
+
+    def listed() -> dict[str, Any]:
+        body = httpx.get(f"{sym.url}/api/symbols").json()
+        return dict(next(s for s in body["symbols"] if s["symbol"] == "CROSS"))
+
+    before = listed()
+    assert before["is_stale"] is False and before["hours_since_update"] == 48.0
+    while datetime.now(UTC) < crossing + timedelta(seconds=1.1):
+        time.sleep(0.1)
+    after = listed()
+    assert after["is_stale"] is True
+    assert after["staleness_message"] == "Data is 48h old - may be outdated"
+    assert detail(sym, "CROSS")["is_stale"] is True
 
 
 def test_errors_name_what_is_wrong(sym: Stack) -> None:
