@@ -56,25 +56,30 @@ def refresh_all(stack: Stack) -> dict[str, object]:
     t0 = time.perf_counter()
     job = stack.wait(job_id, timeout=1800)
     wall = time.perf_counter() - t0
-    run_s = (datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])).total_seconds()
+    run_s = (datetime.fromisoformat(job["finished_at"])
+             - datetime.fromisoformat(job["started_at"])).total_seconds()
     return {"job": job, "wall": wall, "run": run_s}
 
 
 async def get_load(stack: Stack, clients: int, duration: float, warmup: float,
-                   meter: CpuMeter) -> Result:
+                   meter: CpuMeter, rate: float | None) -> Result:
+    """Closed loop (each client sends its next request when answered), or with ``rate`` an
+    open loop at that many requests a second over all clients (latency from the due time)."""
     conns = [RawClient("127.0.0.1", stack.port) for _ in range(clients)]
+    interval = clients / rate if rate else None
+
+    async def phase(result: Result, seconds: float) -> None:
+        start = time.perf_counter()
+        await asyncio.gather(*(virtual_client(
+            c, "GET", "/api/symbols", None, {200}, result, start, start + seconds, interval,
+            (i * interval / clients) if interval else 0, [10**9]) for i, c in enumerate(conns)))
+        result.duration = time.perf_counter() - start
+
     try:
-        warm = Result("warm-up", "raw")
-        end = time.perf_counter() + warmup
-        await asyncio.gather(*(virtual_client(c, "GET", "/api/symbols", None, {200}, warm,
-                                              time.perf_counter(), end, None, 0, [10**9])
-                               for c in conns))
+        await phase(Result("warm-up", "raw"), warmup)
         result = Result("GET /api/symbols", "raw")
         meter.start()
-        start = time.perf_counter()
-        await asyncio.gather(*(virtual_client(c, "GET", "/api/symbols", None, {200}, result, start,
-                                              start + duration, None, 0, [10**9]) for c in conns))
-        result.duration = time.perf_counter() - start
+        await phase(result, duration)
         result.cpu = meter.stop()
         return result
     finally:
@@ -82,26 +87,43 @@ async def get_load(stack: Stack, clients: int, duration: float, warmup: float,
             await c.close()
 
 
+def get_rows(stack: Stack, args: argparse.Namespace, label: str) -> list[list[object]]:
+    procs = stack_processes(stack.proc.pid)  # type: ignore[union-attr]
+    rows: list[list[object]] = []
+    for rate in (None, args.rate):
+        load = run(get_load(stack, args.clients, args.duration, args.warmup, CpuMeter(procs), rate))
+        ok = load.statuses.get(200, 0)
+        rows.append([label, "closed loop" if rate is None else f"open loop {rate:g}/s", ok,
+                     load.errors, f"{ok / load.duration:.0f}", *latency_cells(load.latencies),
+                     f"{load.cpu.get('web (serve)', 0.0):.1f}"])
+        if load.error_samples:
+            print("errors:", load.error_samples, flush=True)
+    return rows
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--rate", type=float, default=500.0, help="open-loop requests/s")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="bench-symbols-"))
-    stack = Stack(data_dir, env={"MARKETDESK_MAX_QUEUED": "1000"})
+    symbols = names(args.symbols)
+    rows: list[list[object]] = []
+    env = {"MARKETDESK_MAX_QUEUED": "1000"}
+    cached = Stack(data_dir, env=env)
 
-    def work() -> None:
-        symbols = names(args.symbols)
+    def refresh_and_list() -> None:
         t0 = time.perf_counter()
         days = run(seed(f"sqlite:///{data_dir / 'marketdesk.db'}", symbols))
         print(f"# stored {len(symbols)} symbols × {days} days of bars in "
               f"{time.perf_counter() - t0:.1f} s", flush=True)
-        procs = stack_processes(stack.proc.pid)  # type: ignore[union-attr]
+        procs = stack_processes(cached.proc.pid)  # type: ignore[union-attr]
         meter = CpuMeter(procs)
         meter.start()
-        done = refresh_all(stack)
+        done = refresh_all(cached)
         cpu = meter.stop()
         job = done["job"]
         result = job["result"]  # type: ignore[index]
@@ -109,24 +131,21 @@ def main() -> None:
         print()
         print(machine_line())
         print(f"\n## Refresh all: {len(symbols)} symbols, {days} daily bars each (SQLite, 1 worker)\n")
-        print(md_table(["symbols", "status", "failed", "levels", "run (s)", "wall (s)", "levels/s",
-                        "symbols/s", "CPU web / worker / redis (s)"], [[
+        print(md_table(["symbols", "status", "failed", "levels", "run (s)", "submit→end (s)",
+                        "levels/s", "symbols/s", "CPU (s)"], [[
             len(symbols), job["status"], len(result["failed"]), levels,  # type: ignore[index]
             f"{done['run']:.2f}", f"{done['wall']:.2f}", f"{levels / done['run']:.0f}",  # type: ignore[operator]
             f"{len(symbols) / done['run']:.1f}",  # type: ignore[operator]
-            " / ".join(f"{v:.1f}" for k, v in cpu.items() if not k.startswith("python") or True)]]))
-        load = run(get_load(stack, args.clients, args.duration, args.warmup, CpuMeter(procs)))
-        ok = load.statuses.get(200, 0)
-        print(f"\n## GET /api/symbols: {len(symbols)} symbols, {args.clients} keep-alive clients, "
-              f"{args.duration:g} s closed loop\n")
-        print(md_table(["requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "CPU (s)"], [[
-            ok, load.errors, f"{ok / load.duration:.0f}", *latency_cells(load.latencies),
-            ", ".join(f"{k} {v:.1f}" for k, v in load.cpu.items())]]))
-        if load.error_samples:
-            print("errors:", load.error_samples)
-        print(f"\nprocesses: {', '.join(procs)}")
+            ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())]]), flush=True)
+        rows.extend(get_rows(cached, args, "cached body (default)"))
 
-    run_with_stack(stack, work)
+    run_with_stack(cached, refresh_and_list)
+    uncached = Stack(data_dir, env={**env, "MARKETDESK_SYMBOL_LIST_CACHE": "0"})
+    run_with_stack(uncached, lambda: rows.extend(get_rows(uncached, args, "built every time")))
+    print(f"\n## GET /api/symbols: {len(symbols)} symbols, {args.clients} keep-alive clients, "
+          f"{args.duration:g} s each\n")
+    print(md_table(["body", "load", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms",
+                    "max ms", "web CPU (s)"], rows))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from litestar.status_codes import (
     HTTP_409_CONFLICT,
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
+from sqlalchemy.exc import IntegrityError
 
 from jobs import queue
 from jobs import store as jobs_store
@@ -408,6 +409,8 @@ async def api_edit_level(engine: Engine, symbol: str, level_id: int,
                       if await store.version_of(engine.db, symbol) is not None else "Symbol not found")
     except store.VersionConflict as exc:
         return _error(HTTP_409_CONFLICT, str(exc))
+    except IntegrityError:
+        return _error(HTTP_409_CONFLICT, f"{symbol} already has a level of that kind at that price")
     await engine.publish(card_event(symbol))
     return Response({"symbol": symbol, "version": new_version, "level": level})
 

@@ -255,6 +255,12 @@ def test_a_level_edit_with_a_stale_version_is_refused(sym: Stack) -> None:
     assert r.status_code == 400 and r.json()["errors"][0]["field"] == "colour"
     r = httpx.patch(url, json={"strength": 3})
     assert r.status_code == 400 and r.json()["errors"][0]["field"] == "version"
+    other = detail(sym, "EDIT")["levels"][1]
+    r = httpx.patch(f"{sym.url}/api/symbols/EDIT/levels/{other['id']}",
+                    json={"version": read["version"] + 1, "price": level["price"], "kind": level["kind"]})
+    assert r.status_code == 409
+    assert r.json()["detail"] == "EDIT already has a level of that kind at that price"
+    assert detail(sym, "EDIT")["version"] == read["version"] + 1  # refused whole
     r = httpx.patch(f"{sym.url}/api/symbols/EDIT/levels/999999", json={"version": 1})
     assert r.status_code == 404 and r.json()["detail"] == "Level not found"
 
