@@ -191,10 +191,10 @@ def test_fifty_simultaneous_refreshes_make_one_job(sym: Stack) -> None:
     again = _fire([f"{sym.url}/api/symbols/FIFTY/refresh"] * 50)
     started = [r.json()["job_id"] for r in again if r.status_code == 202]
     assert 1 <= len(started) < 50
-    jobs = sorted((sym.wait(j) for j in started), key=lambda j: j["created_at"])
+    jobs = sorted((sym.wait(j) for j in started), key=lambda j: j["started_at"])
     assert all(j["status"] == "completed" for j in jobs)
-    for earlier, later in zip(jobs, jobs[1:], strict=False):
-        assert later["created_at"] >= earlier["finished_at"], (earlier, later)
+    for earlier, later in zip(jobs, jobs[1:], strict=False):  # (one worker, one clock)
+        assert later["started_at"] >= earlier["finished_at"], (earlier, later)
     assert len(level_rows(sym, "FIFTY")) == before
 
 
@@ -206,7 +206,7 @@ def test_fifty_refreshes_across_two_web_processes_make_one_job(sym: Stack) -> No
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         other = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # as long as Stack gives `serve` to start
         while True:
             try:
                 if httpx.get(f"{other}/healthz", timeout=2).status_code == 200:
