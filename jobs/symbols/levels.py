@@ -4,13 +4,15 @@ deterministic: the same bars give the same levels.
 1. Swing points: a bar whose high is above the ``SWING`` bars before it and not below the
    ``SWING`` bars after it is a swing high (lows alike); the right side is not strict, so a
    flat top of two bars counts once, at its first bar.
-2. Tolerance: half the median true range of the bars (the symbol's own daily volatility),
-   never below 0.05 % of the last close.
+2. Tolerance: the median true range of the bars (the symbol's own daily volatility), never
+   below 0.05 % of the last close.
 3. Clusters: swing prices in ascending order, each joining the cluster before it while within
    the tolerance of that cluster's mean; a cluster is a level at its mean price, its strength
    the number of touches, with its first and last touch.
-4. Ranked by touches, then the latest touch, then nearness to the last close; the best
-   ``max_levels`` kept. Below the last close a level is support, above it resistance.
+4. Below the last close a level is support, above it resistance. Ranked by touches, then the
+   latest touch, then nearness to the last close; the best ``max_levels`` kept, half of them
+   from each side while each side has enough (so a price at its highs still shows its
+   resistance, a price in a range both edges).
 5. Direction: last close above its 50-day average and that above the 200-day one → bullish;
    both below → bearish; else neutral (with fewer bars, the averages of what there is).
 """
@@ -77,7 +79,7 @@ def tolerance_of(bars: Sequence[DailyBar]) -> float:
     ranges = [bars[0].high - bars[0].low]
     for prev, bar in zip(bars, bars[1:], strict=False):
         ranges.append(max(bar.high, prev.close) - min(bar.low, prev.close))
-    return max(statistics.median(ranges) / 2, abs(bars[-1].close) * 0.0005)
+    return max(statistics.median(ranges), abs(bars[-1].close) * 0.0005)
 
 
 def direction_of(closes: Sequence[float]) -> tuple[str, float, float]:
@@ -119,6 +121,10 @@ def extract(symbol: str, bars: Sequence[DailyBar], max_levels: int = 8) -> Extra
                             len(members), min(days), max(days)))
     levels.sort(key=lambda lv: (-lv.strength, -lv.last_touch.toordinal(), abs(lv.price - last_close),
                                 lv.price))
-    kept = sorted(levels[:max_levels], key=lambda lv: lv.price, reverse=True)
+    half = max_levels // 2
+    chosen = [lv for kind in ("support", "resistance")
+              for lv in [x for x in levels if x.kind == kind][:half]]
+    chosen += [lv for lv in levels if lv not in chosen][:max_levels - len(chosen)]
+    kept = sorted(chosen, key=lambda lv: lv.price, reverse=True)
     direction, sma50, sma200 = direction_of([b.close for b in bars])
     return Extraction(kept, direction, last_close, tolerance, sma50, sma200)

@@ -41,7 +41,7 @@ def test_a_range_gives_its_floor_and_ceiling_with_their_touches() -> None:
 
 
 def test_near_touches_cluster_within_the_volatility_tolerance() -> None:
-    # tops at 110, 110.2, 109.9 (within half a daily range of each other): one level of 3 touches;
+    # tops at 110, 110.2, 109.9 (within a daily range of each other): one level of 3 touches;
     # a lone top at 120 is a level of its own, ranked after
     closes = (zigzag(100, 110, 2, end=100)[:-1] + zigzag(100, 110.2, 2)[:-1]
               + zigzag(100, 109.9, 2)[:-1] + zigzag(100, 120, 2, end=104))
@@ -51,13 +51,24 @@ def test_near_touches_cluster_within_the_volatility_tolerance() -> None:
     assert strongest.strength == 3
     assert strongest.price == pytest.approx((110.5 + 110.7 + 110.4) / 3, abs=1e-3)
     assert any(lv.price == pytest.approx(120.5) and lv.strength == 1 for lv in resistances)
-    # half the median true range: a leg moves 10/6 a day, plus half the bar's spread
-    assert found.tolerance == pytest.approx((10 / 6 + 0.5) / 2)
+    # the median true range: a leg moves 10/6 a day, plus half the bar's spread
+    assert found.tolerance == pytest.approx(10 / 6 + 0.5)
 
 
 def test_levels_are_ranked_by_touches_and_capped() -> None:
     closes = zigzag(100, 110, legs=10, end=105)
     assert [lv.strength for lv in extract("R", bars_of(closes), max_levels=1).levels] == [5]
+
+
+def test_both_sides_are_kept_when_the_strongest_levels_are_all_on_one() -> None:
+    # an old range 100-110 touched many times, then a climb to a new range 150-160 touched
+    # fewer times, the price in the middle of it: the strongest levels are all support
+    old = zigzag(100, 110, legs=16)
+    climb = [110 + i for i in range(1, 40)]
+    new = zigzag(149, 160, legs=5, end=155)
+    found = extract("SIDES", bars_of(old + climb + new), max_levels=2)
+    assert [lv.kind for lv in found.levels] == ["resistance", "support"]
+    assert found.levels[0].price == pytest.approx(160.5)
 
 
 def test_direction_from_the_moving_averages() -> None:
