@@ -317,3 +317,24 @@ def test_refresh_all_is_one_job_with_an_item_per_symbol(make_stack: Any) -> None
         assert second.json()["status"] == "already_refreshing"
         assert second.json()["job_id"] == first.json()["job_id"]
     stack.wait(first.json()["job_id"])
+
+
+def test_a_refresh_that_cannot_get_the_lock_fails_and_leaves_the_holder_alone(make_stack: Any) -> None:
+    stack = make_stack(env={"MARKETDESK_SYMBOL_LOCK_WAIT_SECONDS": "1"})
+    add(stack, "HELD")
+    refreshed(stack, "HELD")
+    before, levels = state_row(stack, "HELD"), level_rows(stack, "HELD")
+    client = redis.Redis(unix_socket_path=str(stack.redis_socket))
+    lock = client.lock(LOCK_PREFIX + "HELD", timeout=60)
+    assert lock.acquire(blocking=False)
+    try:
+        r = httpx.post(f"{stack.url}/api/symbols/HELD/refresh?wait=20", timeout=30)
+        assert r.status_code == 500
+        assert r.json()["detail"] == ("Refresh failed: HELD: another refresh held it for 1s; "
+                                      "try again later")
+        assert state_row(stack, "HELD") == before and level_rows(stack, "HELD") == levels
+        assert lock.owned()  # the failed refresh did not take or release the holder's lock
+    finally:
+        lock.release()
+    assert httpx.post(f"{stack.url}/api/symbols/HELD/refresh?wait=20", timeout=30).status_code == 200
+    client.close()
