@@ -55,12 +55,14 @@ def result_before(conn: sa.Connection, model: str, day: date) -> dict[str, Any] 
 
 
 @operation
-def init_details(conn: sa.Connection, job_id: str, rows: list[tuple[str, date, str]]) -> None:
-    """(model, day, status) for every model-day of the job, replacing any earlier attempt's."""
+def init_details(conn: sa.Connection, job_id: str,
+                 rows: list[tuple[str, date, str, str | None]]) -> None:
+    """(model, day, status, error) for every model-day of the job (a skipped one's error says
+    why), replacing any earlier attempt's."""
     conn.execute(sa.delete(_DAY).where(_DAY.c.job_id == job_id))
     for i in range(0, len(rows), 500):
-        conn.execute(sa.insert(_DAY), [{"job_id": job_id, "model": m, "day": d, "status": st}
-                                       for m, d, st in rows[i:i + 500]])
+        conn.execute(sa.insert(_DAY), [{"job_id": job_id, "model": m, "day": d, "status": st,
+                                        "error": err} for m, d, st, err in rows[i:i + 500]])
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,8 @@ def finish_days(conn: sa.Connection, job_id: str, outcomes: list[DayOutcome]) ->
                for o in outcomes if o.record is not None]
     details = [{"b_model": o.model, "b_day": o.day, "status": o.status, "error": o.error,
                 "started_at": o.started, "completed_at": o.finished,
-                "duration_seconds": round((o.finished - o.started).total_seconds(), 4)}
+                "duration_seconds": round((o.finished - o.started).total_seconds(), 4),
+                "warnings": (o.record or {}).get("warnings") or None}
                for o in outcomes]
     if results:
         insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
@@ -104,7 +107,8 @@ def finish_days(conn: sa.Connection, job_id: str, outcomes: list[DayOutcome]) ->
                                   _DAY.c.day == sa.bindparam("b_day"))
         .values(status=sa.bindparam("status"), error=sa.bindparam("error"),
                 started_at=sa.bindparam("started_at"), completed_at=sa.bindparam("completed_at"),
-                duration_seconds=sa.bindparam("duration_seconds")),
+                duration_seconds=sa.bindparam("duration_seconds"),
+                warnings=sa.bindparam("warnings", type_=sa.JSON)),
         details)
 
 
