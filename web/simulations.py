@@ -99,8 +99,8 @@ def _chart(curves: dict[str, list[tuple[date, float]]],
         "top": PAD_T, "bottom": CHART_H - PAD_B, "dd_bottom": DD_H - PAD_B,
         "x_ticks": [{"x": x_of[days[i]], "label": days[i].isoformat()} for i in _date_ticks(days)],
         "y_ticks": [{"y": y(t, hi, lo, CHART_H), "label": f"{t:,.0f}"} for t in ticks],
-        "dd_ticks": [{"y": y(-t, 0.0, -dd_lo, DD_H), "label": f"{-t:.1%}" if t else "0%"}
-                     for t in dd_ticks],
+        "dd_ticks": [{"y": y(-t, 0.0, -dd_lo, DD_H),
+                      "label": f"{-t:.{2 if dd_lo < 0.05 else 1}%}" if t else "0%"} for t in dd_ticks],
     }
 
 
