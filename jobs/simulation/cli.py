@@ -4,6 +4,7 @@ bar, then print each model's metrics (this run and since inception)."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from typing import Any
 
@@ -21,10 +22,11 @@ def _num(value: float | None, fmt: str = "{:,.2f}") -> str:
 def metrics_table(metrics: dict[str, dict[str, Any]]) -> Any:
     from rich.table import Table
 
-    table = Table(title="Results", title_justify="left")
+    table = Table(title="Results", title_justify="left",
+                  caption="run: this run, from the model's value the day before its first day · "
+                          "all: since inception, from its starting cash", caption_justify="left")
     for column in ("model", "first day", "value", "run return", "run max dd", "run sharpe",
-                   "run trades", "return since inception", "max dd since inception",
-                   "sharpe since inception", "trades since inception"):
+                   "run trades", "all return", "all max dd", "all sharpe", "all trades"):
         table.add_column(column, justify="left" if column in ("model", "first day") else "right")
     for model, m in metrics.items():
         run, inc = m["run"], m["inception"]
@@ -62,7 +64,8 @@ def simulate(args: argparse.Namespace) -> None:
         print(f"cannot read the job's results: {exc}", file=sys.stderr)
     else:
         if status.get("metrics"):
-            Console(width=160).print(metrics_table(status["metrics"]))
+            width = max(shutil.get_terminal_size((160, 24)).columns, 160)  # a table to read whole
+            Console(width=width).print(metrics_table(status["metrics"]))
     exit_for(final)
 
 

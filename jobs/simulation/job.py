@@ -153,6 +153,7 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
     history = await prices_store.closes(db, universe, history_from, end)
     previous: dict[str, dict[str, Any] | None] = {}
     completed = failed = index = 0
+    warned: dict[str, list[date]] = {}
     by_day: dict[date, list[str]] = {}
     for day, model in to_run:
         by_day.setdefault(day, []).append(model)
@@ -175,8 +176,10 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
                 completed += 1
                 previous[model] = record
                 outcomes.append(sim_store.DayOutcome(model, day, record, None, started, utcnow()))
-                for warning in record.get("warnings") or ():
-                    await ctx.warn(f"{model} {day.isoformat()}: {warning}")
+                if record.get("warnings"):  # kept on the model-day; logged; summed up at the end
+                    warned.setdefault(model, []).append(day)
+                    await ctx.log(f"{model} {day.isoformat()}: {'; '.join(record['warnings'])}",
+                                  level="warning")
         await sim_store.finish_days(db, ctx.job_id, outcomes)
         await engine.publish(*(
             (SIMULATION_EVENT, (f"job:{ctx.job_id}",), {
@@ -187,6 +190,9 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
         await ctx.progress(index, total, f"Processing {day.isoformat()}", min_interval=0.2)
 
     await ctx.progress(total, total, f"Ran {total} model-days: {completed} completed, {failed} failed")
+    for model, days in warned.items():
+        await ctx.warn(f"{model}: {len(days)} model-days with warnings (a wanted trade dropped, or a "
+                       f"symbol without a close), first {days[0].isoformat()}; see each model-day")
 
     # 4. outcome
     result = {"dates": len(complete), "skipped_dates": [d.isoformat() for d in skipped_dates],

@@ -189,9 +189,12 @@ class BuyAndHold(Strategy[NoParams]):
                    "then never trades again.")
     params_model = NoParams
 
+    uses_holdings = True
+
     def target_weights(self, params: NoParams, history: History, day: date,
-                       state: dict[str, Any]) -> Targets:
-        if state.get("bought"):
+                       state: dict[str, Any], held: Mapping[str, float] | None = None) -> Targets:
+        # from what is held when told: a first buy the portfolio dropped is tried again
+        if (state.get("bought") if held is None else any(n > 0 for n in held.values())):
             return HOLD
         priced = sorted(s for s, points in history.items() if priced_on(points, day))
         if not priced:

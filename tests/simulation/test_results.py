@@ -35,6 +35,12 @@ strategy = "buy_and_hold"
 enabled = false
 initial_cash = 50000
 
+[models.tiny]
+strategy = "buy_and_hold"
+enabled = false
+initial_cash = 1000
+min_trade_value = 500
+
 [models.late]
 strategy = "buy_and_hold"
 enabled = false
@@ -285,6 +291,19 @@ def test_already_completed_days_are_named_by_the_trigger_and_skipped_with_a_reas
     assert {(d["status"], d["error"]) for d in details if d["model"] == "hold"} == {
         ("skipped", "Already completed")}
     assert {(d["status"], d["error"]) for d in details if d["model"] == "late"} == {("completed", None)}
+
+
+def test_a_dropped_trade_is_a_warning_of_its_model_day(res: Stack) -> None:
+    answer = trigger(res, start_date="2025-05-05", end_date="2025-05-06", models=["tiny"])
+    job = res.wait(answer["job_id"])
+    assert job["warnings"] == ["tiny: 2 model-days with warnings (a wanted trade dropped, or a symbol "
+                               "without a close), first 2025-05-05; see each model-day"]
+    wanted = [f"{s}: wanted buy of 333.33 (33.33% of the portfolio) dropped: under min_trade_value "
+              "500.00" for s in ("RESA", "RESB", "RESC")]
+    details = status(res, answer["job_id"])["details"]
+    assert [d["warnings"] for d in details] == [wanted, wanted]  # tried again the next day
+    record = results(res, model="tiny").json()["results"][0]
+    assert record["warnings"] == wanted and record["trades"] == []
 
 
 # -- the command line -----------------------------------------------------------------------------

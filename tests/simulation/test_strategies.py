@@ -275,4 +275,12 @@ def test_ma_crossover_decides_from_what_is_held() -> None:
     # held but its signal is down: sold, whatever the state says
     assert s.target_weights(params, upto(history, 2), DAYS[2], {}, held={"A": 3.0, "B": 2.0}) \
         == {"B": 0.0}
-    assert s.uses_holdings and not BuyAndHold.uses_holdings
+    assert s.uses_holdings
+
+
+def test_buy_and_hold_buys_until_it_holds_something() -> None:
+    s = BuyAndHold()
+    history = {"A": series(10, 11)}
+    state: dict[str, Any] = {"bought": True}  # asked before, but nothing was bought
+    assert s.target_weights(s.parse_params({}), upto(history, 1), DAYS[1], state, held={}) == {"A": 1.0}
+    assert s.target_weights(s.parse_params({}), upto(history, 1), DAYS[1], state, held={"A": 2.0}) is HOLD
