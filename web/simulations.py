@@ -7,11 +7,11 @@ import functools
 import importlib.metadata
 import math
 from datetime import date, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Response, Router, get, post
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, Parameter
 from litestar.plugins.htmx import HTMXRequest
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND, HTTP_503_SERVICE_UNAVAILABLE
 
@@ -230,15 +230,37 @@ def _no_data(q: results.ResultsQuery) -> Response[dict[str, Any]]:
                     status_code=HTTP_404_NOT_FOUND)
 
 
-_RESULTS_PARAMS = ("job_id", "start_date", "end_date", "model", "limit", "offset")
+_FILTER_DOCS = {
+    "job_id": "model-days this job executed",
+    "start_date": "from this day (YYYY-MM-DD)",
+    "end_date": "up to this day (YYYY-MM-DD)",
+    "model": "one model, or several comma-separated",
+    "limit": "at most this many records (1-1000, default 100; the CSV: every record)",
+    "offset": "skip this many records first",
+}
 
 
+def _filter(name: str) -> Any:
+    return Parameter(query=name, required=False, description=_FILTER_DOCS[name])
+
+
+# the filters come in as text: results.parse_query checks them and names the bad one
 @get("/results", name="results")
-async def results_api(request: HTMXRequest, engine: Engine) -> Response[dict[str, Any]]:
+async def results_api(
+    engine: Engine,
+    job_id: Annotated[str | None, _filter("job_id")] = None,
+    start_date: Annotated[str | None, _filter("start_date")] = None,
+    end_date: Annotated[str | None, _filter("end_date")] = None,
+    model: Annotated[str | None, _filter("model")] = None,
+    limit: Annotated[str | None, _filter("limit")] = None,
+    offset: Annotated[str | None, _filter("offset")] = None,
+) -> Response[dict[str, Any]]:
     """Executed model-days: positions before and after, trades, daily metrics, status and
-    timings. Filters: job_id, start_date, end_date, model (comma-separated), limit (1-1000,
-    default 100), offset. Nothing found: 404 "No trading data found" with the filters."""
-    q = await results.parse_query(engine.db, {k: request.query_params.get(k) for k in _RESULTS_PARAMS})
+    timings, by day then model. Filters combine. A bad one: 400 naming it; nothing found: 404
+    "No trading data found" with the filters."""
+    raw = {"job_id": job_id, "start_date": start_date, "end_date": end_date, "model": model,
+           "limit": limit, "offset": offset}
+    q = await results.parse_query(engine.db, raw)
     records, total = await results.query_results(engine.db, q)
     if not total:
         return _no_data(q)
@@ -247,17 +269,25 @@ async def results_api(request: HTMXRequest, engine: Engine) -> Response[dict[str
 
 
 @get("/results.csv", name="results-csv")
-async def results_csv(request: HTMXRequest, engine: Engine) -> Response[Any]:
-    """``/results`` as a spreadsheet: one row per model-day, same filters (every row unless
-    limit is given)."""
-    q = await results.parse_query(engine.db, {k: request.query_params.get(k) for k in _RESULTS_PARAMS},
-                                  csv_export=True)
+async def results_csv(
+    engine: Engine,
+    job_id: Annotated[str | None, _filter("job_id")] = None,
+    start_date: Annotated[str | None, _filter("start_date")] = None,
+    end_date: Annotated[str | None, _filter("end_date")] = None,
+    model: Annotated[str | None, _filter("model")] = None,
+    limit: Annotated[str | None, _filter("limit")] = None,
+    offset: Annotated[str | None, _filter("offset")] = None,
+) -> Response[Any]:
+    """``/results`` as a spreadsheet: one row per model-day (positions and trades flattened),
+    a header row, ISO dates; the same filters (every record unless limit is given)."""
+    raw = {"job_id": job_id, "start_date": start_date, "end_date": end_date, "model": model,
+           "limit": limit, "offset": offset}
+    q = await results.parse_query(engine.db, raw, csv_export=True)
     records, total = await results.query_results(engine.db, q)
     if not total:
         return _no_data(q)
     text = await asyncio.to_thread(results.results_csv, records)
-    name = f"results-{q.job_id[:8]}.csv" if q.job_id else "results.csv"
-    return _csv(text, name)
+    return _csv(text, f"results-{q.job_id[:8]}.csv" if q.job_id else "results.csv")
 
 
 @get("/simulations/{job_id:str}/equity.csv", name="equity-csv")

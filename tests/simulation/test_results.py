@@ -190,6 +190,14 @@ def test_bad_filters_answer_400_naming_the_field(res: Stack, params: dict, field
         assert r.json()["errors"][0]["field"] == field and words in r.json()["detail"]
 
 
+def test_the_filters_are_in_the_openapi_schema(res: Stack) -> None:
+    schema = httpx.get(f"{res.url}/schema/openapi.json", timeout=10).json()
+    for path in ("/results", "/results.csv"):
+        names = {p["name"] for p in schema["paths"][path]["get"]["parameters"]}
+        assert names == {"job_id", "start_date", "end_date", "model", "limit", "offset"}
+    assert "/health" in schema["paths"] and "/simulations/{job_id}/equity.csv" in schema["paths"]
+
+
 def test_results_pages_hold_at_most_1000(res: Stack) -> None:
     r = results(res, limit=1001)
     assert r.status_code == 400 and r.json()["detail"] == "limit: '1001' is not a whole number in 1..1000"
