@@ -127,11 +127,15 @@ async def results_context(engine: Engine, params: SimulationParams, job_id: str)
 
 async def grid_context(engine: Engine, job: dict[str, Any]) -> dict[str, Any]:
     params = SimulationParams.model_validate(job["params"])
-    cells = {(d["model"], d["date"]): d["status"]
-             for d in await sim_store.details(engine.db, job["id"])}
+    details = await sim_store.details(engine.db, job["id"])
+    cells = {(d["model"], d["date"]): d["status"] for d in details}
+    # why a model-day was skipped or failed, and what it warned about: in the cell's tooltip
+    notes = {(d["model"], d["date"]): "; ".join(filter(None, [d["error"], *d["warnings"]]))
+             for d in details if d["error"] or d["warnings"]}
     per_model = model_days(params)
     days = sorted({d.isoformat() for ds in per_model.values() for d in ds})
-    return {"models": params.models, "days": days, "cells": cells, "job_id": job["id"]}
+    return {"models": params.models, "days": days, "cells": cells, "notes": notes,
+            "job_id": job["id"]}
 
 
 async def _simulation_job(engine: Engine, topic: str, event: Event | None) -> dict[str, Any] | None:
@@ -160,7 +164,8 @@ async def _grid(engine: Engine, topic: str, event: Event | None) -> list[Message
 async def _cell(engine: Engine, topic: str, event: Event | None) -> list[Message]:
     d = event.data if event is not None else {}
     return [(f"cell-{d['model']}-{d['day']}",
-             render("simulation/cell.html", model=d["model"], day=d["day"], status=d["status"]))]
+             render("simulation/cell.html", model=d["model"], day=d["day"], status=d["status"],
+                    note=d.get("note")))]
 
 
 async def _chart_and_metrics(engine: Engine, topic: str, event: Event | None) -> list[Message]:

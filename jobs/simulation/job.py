@@ -184,7 +184,8 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
         await engine.publish(*(
             (SIMULATION_EVENT, (f"job:{ctx.job_id}",), {
                 "job_id": ctx.job_id, "model": o.model, "day": day.isoformat(), "status": o.status,
-                "value": o.record["value"] if o.record else None})
+                "value": o.record["value"] if o.record else None,
+                "note": "; ".join(filter(None, [o.error, *((o.record or {}).get("warnings") or ())]))})
             for o in outcomes))
         index += len(models)
         await ctx.progress(index, total, f"Processing {day.isoformat()}", min_interval=0.2)

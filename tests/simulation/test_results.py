@@ -299,6 +299,8 @@ def test_already_completed_days_are_named_by_the_trigger_and_skipped_with_a_reas
     assert {(d["status"], d["error"]) for d in details if d["model"] == "hold"} == {
         ("skipped", "Already completed")}
     assert {(d["status"], d["error"]) for d in details if d["model"] == "late"} == {("completed", None)}
+    page = httpx.get(f"{res.url}/jobs/{answer['job_id']}", timeout=10).text
+    assert 'title="hold 2025-03-06: skipped — Already completed"' in page
 
 
 def test_a_dropped_trade_is_a_warning_of_its_model_day(res: Stack) -> None:
@@ -310,6 +312,8 @@ def test_a_dropped_trade_is_a_warning_of_its_model_day(res: Stack) -> None:
               "500.00" for s in ("RESA", "RESB", "RESC")]
     details = status(res, answer["job_id"])["details"]
     assert [d["warnings"] for d in details] == [wanted, wanted]  # tried again the next day
+    page = httpx.get(f"{res.url}/jobs/{answer['job_id']}", timeout=10).text
+    assert html.escape(f"tiny 2025-05-05: completed — {'; '.join(wanted)}") in page  # the cell's tooltip
     record = results(res, model="tiny").json()["results"][0]
     assert record["warnings"] == wanted and record["trades"] == []
 
