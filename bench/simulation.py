@@ -45,6 +45,7 @@ def sequential_triggers(stack: Stack, count: int) -> list[float]:
             samples.append(time.perf_counter() - t0)
             assert r.status_code == 200, r.text
             client.post(f"/api/jobs/{r.json()['job_id']}/cancel")  # pending: cancelled at once
+            stack.wait(r.json()["job_id"], timeout=30)  # unless a worker took it first: it stops soon
     return samples
 
 
