@@ -106,17 +106,14 @@ def _chart(curves: dict[str, list[tuple[date, float]]],
 
 async def results_context(engine: Engine, params: SimulationParams, job_id: str) -> dict[str, Any]:
     """The job page's chart and metrics; the metrics are the status API's (results.job_metrics)."""
-    end = min(params.end_date, today_utc())
     specs = catalog.load_models()
-    series = await sim_store.daily_series(engine.db, params.models, end)
-    curves: dict[str, list[tuple[date, float]]] = {}
+    series, curves = await results.job_series(engine.db, params)
     drawdowns: dict[str, list[tuple[date, float]]] = {}
     rows = []
     for model, start in params.model_starts.items():
         cash = results.initial_cash(model, specs)
         daily = results.daily_metrics(series[model], cash)
-        window = [(d, v) for d, v, _ in series[model] if d >= params.first_day]
-        curves[model] = window
+        window = curves[model]
         drawdowns[model] = [(d, daily[d]["drawdown"]) for d, _ in window]
         spec = specs.get(model)
         rows.append({"model": model, "title": spec.display_title if spec else model,
@@ -301,7 +298,7 @@ async def equity_csv(engine: Engine, job_id: str) -> Response[str]:
     job = await store.get_job(engine.db, job_id)
     if job is None or job.kind != KIND:
         raise queue.JobNotFound(job_id)
-    curves = await results.job_curves(engine.db, SimulationParams.model_validate(job.params))
+    _, curves = await results.job_series(engine.db, SimulationParams.model_validate(job.params))
     return _csv(await asyncio.to_thread(results.equity_csv, curves), f"equity-{job_id[:8]}.csv")
 
 

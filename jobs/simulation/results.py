@@ -258,9 +258,15 @@ def equity_csv(curves: Mapping[str, Sequence[tuple[date, float]]]) -> str:
     return out.getvalue()
 
 
-async def job_curves(db: Database, params: SimulationParams
-                     ) -> dict[str, list[tuple[date, float]]]:
-    """The equity curves a simulation job's page draws: each model over the run's days."""
-    end = min(params.end_date, today_utc())
-    return await sim_store.equity_curves(db, params.models, params.first_day, end)
+Series = dict[str, list[tuple[date, float, int]]]  # model -> (day, value, trades that day)
+Curves = dict[str, list[tuple[date, float]]]  # model -> (day, value)
 
+
+async def job_series(db: Database, params: SimulationParams) -> tuple[Series, Curves]:
+    """Each model of a simulation job: its whole series up to the run's end (for metrics and
+    drawdowns since inception), and the equity curve over the run's days, as the job page draws
+    it and its equity.csv exports it."""
+    end = min(params.end_date, today_utc())
+    series = await sim_store.daily_series(db, params.models, end)
+    curves = {m: [(d, v) for d, v, _ in series[m] if d >= params.first_day] for m in params.models}
+    return series, curves

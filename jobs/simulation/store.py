@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from jobs.db import Database, dated_series, operation
+from jobs.db import operation
 from jobs.simulation.tables import ModelDayResult, SimulationDay, day_detail
 
 _RESULT = ModelDayResult.__table__  # type: ignore[attr-defined]
@@ -117,23 +117,6 @@ def details(conn: sa.Connection, job_id: str) -> list[dict[str, Any]]:
     """Every model-day of a job as its details list shows it, by day then model."""
     stmt = sa.select(_DAY).where(_DAY.c.job_id == job_id).order_by(_DAY.c.day, _DAY.c.model)
     return [day_detail(row) for row in conn.execute(stmt).mappings()]
-
-
-async def equity_curves(db: Database, models: Iterable[str], start: date,
-                        end: date) -> dict[str, list[tuple[date, float]]]:
-    return await dated_series(db, _RESULT.c.model, _RESULT.c.day, _RESULT.c.value, list(models),
-                              start, end)
-
-
-@operation
-def trade_counts(conn: sa.Connection, models: Iterable[str], start: date, end: date) -> dict[str, int]:
-    models = list(models)
-    counts = dict.fromkeys(models, 0)
-    stmt = sa.select(_RESULT.c.model, _RESULT.c.trades).where(
-        _RESULT.c.model.in_(models), _RESULT.c.day >= start, _RESULT.c.day <= end)
-    for model, trades in conn.execute(stmt):
-        counts[model] += len(trades or [])
-    return counts
 
 
 def _results_filter(job_id: str | None, start: date | None, end: date | None,
