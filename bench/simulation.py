@@ -8,6 +8,9 @@
 2. Throughput: 3 models x 20 symbols x 1 year of trading days (MARKETDESK_MAX_SIMULATION_DAYS
    raised), prices already stored (the demo data `marketdesk serve` seeds): time from trigger to
    completed, the running phase, and model-days per second.
+3. Reading that year's results, one request after another: a page of GET /results, the whole
+   GET /results.csv, GET /simulate/status (with the run's metrics), the equity.csv and the job
+   page (chart and metrics rendered).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def sequential_triggers(stack: Stack, count: int) -> list[float]:
             samples.append(time.perf_counter() - t0)
             assert r.status_code == 200, r.text
             client.post(f"/api/jobs/{r.json()['job_id']}/cancel")  # pending: cancelled at once
+            stack.wait(r.json()["job_id"], timeout=30)  # unless a worker took it first: it stops soon
     return samples
 
 
@@ -61,8 +65,28 @@ def throughput(stack: Stack, days: int) -> dict[str, float]:
     started = datetime.fromisoformat(job["started_at"])
     finished = datetime.fromisoformat(job["finished_at"])
     worker = (finished - started).total_seconds()
-    return {"model_days": model_days, "dates": len(status["date_range"]), "wall": wall,
+    return {"job_id": job["id"], "model_days": model_days, "dates": len(status["date_range"]), "wall": wall,
             "worker": worker, "per_s": model_days / worker, "step_ms": statistics.mean(running) * 1000}
+
+
+def reading(stack: Stack, job_id: str, count: int) -> list[list[str]]:
+    paths = [("GET /results (100 of the run)", f"/results?job_id={job_id}&limit=100"),
+             ("GET /results.csv (the whole run)", f"/results.csv?job_id={job_id}"),
+             ("GET /simulate/status", f"/simulate/status/{job_id}"),
+             ("GET equity.csv", f"/simulations/{job_id}/equity.csv"),
+             ("GET /jobs/{id} (the job page)", f"/jobs/{job_id}")]
+    rows = []
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        for label, path in paths:
+            samples, size = [], 0
+            for _ in range(count):
+                t0 = time.perf_counter()
+                r = client.get(path)
+                samples.append(time.perf_counter() - t0)
+                assert r.status_code == 200, r.text[:300]
+                size = len(r.content)
+            rows.append([label, f"{size / 1024:.0f}", *latency_cells(samples)])
+    return rows
 
 
 def main() -> None:
@@ -71,6 +95,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--sequential", type=int, default=100, help="successful triggers, one by one")
     parser.add_argument("--days", type=int, default=365, help="calendar days for the throughput run")
+    parser.add_argument("--reads", type=int, default=20, help="requests per row of the reading table")
     args = parser.parse_args()
     sigterm_as_exit()
     tmp = Path(tempfile.mkdtemp(prefix="bench-sim-"))
@@ -91,6 +116,7 @@ def main() -> None:
             stack.wait(job["id"], timeout=120)
         seq = sequential_triggers(stack, args.sequential)
         tp = throughput(stack, args.days)
+        reads = reading(stack, tp["job_id"], args.reads)
     except KeyboardInterrupt:
         interrupted = True
         raise
@@ -109,6 +135,8 @@ def main() -> None:
     print(md_table(["model-days", "trigger→completed s", "worker s", "model-days/s", "ms per model-day"],
                    [[f"{tp['model_days']:.0f}", f"{tp['wall']:.2f}", f"{tp['worker']:.2f}",
                      f"{tp['per_s']:.0f}", f"{tp['step_ms']:.2f}"]]))
+    print(f"\n### Reading that run's results, one request after another ({args.reads} each)\n")
+    print(md_table(["request", "KiB", "p50 ms", "p95 ms", "p99 ms", "max ms"], reads))
 
 
 if __name__ == "__main__":

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import importlib.metadata
+import math
 from datetime import date, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Response, Router, get, post
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, Parameter
 from litestar.plugins.htmx import HTMXRequest
-from litestar.status_codes import HTTP_400_BAD_REQUEST
+from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND, HTTP_503_SERVICE_UNAVAILABLE
 
 from jobs import queue, store
-from jobs.db import today_utc
+from jobs.db import today_utc, utcnow
 from jobs.engine import Engine
 from jobs.events import Event
 from jobs.prices.calendar import trading_days
 from jobs.registry import ParamsError
-from jobs.simulation import catalog, metrics
+from jobs.simulation import catalog, results
 from jobs.simulation import store as sim_store
 from jobs.simulation.job import KIND, SIMULATION_EVENT, SimulationParams, model_days
 from jobs.simulation.settings import simulation_settings
@@ -26,54 +30,109 @@ from web.common import form_errors, html, is_embed, page, redirect_to
 from web.render import render
 from web.slice import Message, NavEntry, Region, WebSlice
 
-CHART_W, CHART_H, PAD = 640, 220, 32
+CHART_W, CHART_H, DD_H = 720, 240, 120
+PAD_L, PAD_R, PAD_T, PAD_B = 70, 14, 12, 26
+MAX_MARKERS = 250  # hover markers per model: a long run gets every n-th day
 COLOURS = ("#2457d6", "#1f8a4c", "#c05621", "#6b46c1", "#c53030", "#2c7a7b", "#b7791f", "#4a5568")
 
 
 # -- the job page's panels --------------------------------------------------------------------
-def _chart(curves: dict[str, list[tuple[date, float]]], initial: dict[str, float]) -> dict[str, Any]:
-    """Server-side SVG geometry: one polyline per model over the same date axis."""
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round values (1, 2, 2.5 or 5 times a power of ten apart) covering [lo, hi]."""
+    if hi <= lo:
+        hi = lo + 1
+    raw = (hi - lo) / max(count - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    first = math.floor(lo / step) * step
+    ticks, v = [], first
+    while v < hi + step * 0.999:
+        ticks.append(round(v, 10))
+        v += step
+    return ticks
+
+
+def _date_ticks(days: list[date], count: int = 6) -> list[int]:
+    if len(days) <= count:
+        return list(range(len(days)))
+    return sorted({round(i * (len(days) - 1) / (count - 1)) for i in range(count)})
+
+
+def _chart(curves: dict[str, list[tuple[date, float]]],
+           drawdowns: dict[str, list[tuple[date, float]]]) -> dict[str, Any]:
+    """Server-side SVG geometry: the equity curves over one date axis, with date ticks, value
+    ticks and a marker per day (its value in a <title>), and the drawdown panel under them."""
     days = sorted({d for curve in curves.values() for d, _ in curve})
-    values = [v for curve in curves.values() for _, v in curve] + list(initial.values())
-    if not days or not values:
-        return {"lines": [], "days": [], "w": CHART_W, "h": CHART_H}
-    lo, hi = min(values), max(values)
-    hi = hi if hi > lo else lo + 1
-    x_of = {d: PAD + (CHART_W - 2 * PAD) * (i / max(len(days) - 1, 1)) for i, d in enumerate(days)}
+    values = [v for curve in curves.values() for _, v in curve]
+    if not days:
+        return {"lines": [], "days": []}
+    ticks = nice_ticks(min(values), max(values))
+    lo, hi = ticks[0], ticks[-1]
+    span = max(len(days) - 1, 1)
+    x_of = {d: round(PAD_L + (CHART_W - PAD_L - PAD_R) * i / span, 1) for i, d in enumerate(days)}
+    every = max(1, math.ceil(len(days) / MAX_MARKERS))
 
-    def y(v: float) -> float:
-        return round(CHART_H - PAD - (CHART_H - 2 * PAD) * (v - lo) / (hi - lo), 1)
+    def y(v: float, top: float, bottom: float, height: float) -> float:
+        return round(height - PAD_B - (height - PAD_T - PAD_B) * (v - bottom) / ((top - bottom) or 1), 1)
 
+    deepest = max((dd for series in drawdowns.values() for _, dd in series), default=0.0)
+    dd_ticks = nice_ticks(0.0, max(deepest, 0.001), 3)
+    dd_lo = dd_ticks[-1]
     lines = []
     for i, (model, curve) in enumerate(curves.items()):
-        points = " ".join(f"{round(x_of[d], 1)},{y(v)}" for d, v in curve)
-        lines.append({"model": model, "points": points, "colour": COLOURS[i % len(COLOURS)],
-                      "last": curve[-1][1] if curve else None})
-    return {"lines": lines, "days": [days[0], days[-1]], "lo": lo, "hi": hi, "w": CHART_W,
-            "h": CHART_H, "pad": PAD}
+        colour = COLOURS[i % len(COLOURS)]
+        marks = [{"x": x_of[d], "y": y(v, hi, lo, CHART_H), "title": f"{model} {d.isoformat()}: {v:,.2f}"}
+                 for n, (d, v) in enumerate(curve) if n % every == 0 or n == len(curve) - 1]
+        dd = drawdowns.get(model, [])
+        lines.append({
+            "model": model, "colour": colour, "last": curve[-1][1] if curve else None,
+            "points": " ".join(f"{x_of[d]},{y(v, hi, lo, CHART_H)}" for d, v in curve),
+            "marks": marks,
+            "dd_points": " ".join(f"{x_of[d]},{y(-v, 0.0, -dd_lo, DD_H)}" for d, v in dd),
+            "dd_marks": [{"x": x_of[d], "y": y(-v, 0.0, -dd_lo, DD_H),
+                          "title": f"{model} {d.isoformat()}: drawdown {v:.2%}"}
+                         for n, (d, v) in enumerate(dd) if n % every == 0 or n == len(dd) - 1],
+        })
+    return {
+        "lines": lines, "days": [days[0].isoformat(), days[-1].isoformat()],
+        "w": CHART_W, "h": CHART_H, "dd_h": DD_H, "left": PAD_L, "right": CHART_W - PAD_R,
+        "top": PAD_T, "bottom": CHART_H - PAD_B, "dd_bottom": DD_H - PAD_B,
+        "x_ticks": [{"x": x_of[days[i]], "label": days[i].isoformat()} for i in _date_ticks(days)],
+        "y_ticks": [{"y": y(t, hi, lo, CHART_H), "label": f"{t:,.0f}"} for t in ticks],
+        "dd_ticks": [{"y": y(-t, 0.0, -dd_lo, DD_H),
+                      "label": f"{-t:.{2 if dd_lo < 0.05 else 1}%}" if t else "0%"} for t in dd_ticks],
+    }
 
 
-async def results_context(engine: Engine, params: SimulationParams) -> dict[str, Any]:
-    specs = {s.name: s for s in catalog.resolve_models(params.models)}
-    end = min(params.end_date, today_utc())
-    curves = await sim_store.equity_curves(engine.db, params.models, params.first_day, end)
-    trades = await sim_store.trade_counts(engine.db, params.models, params.first_day, end)
+async def results_context(engine: Engine, params: SimulationParams, job_id: str) -> dict[str, Any]:
+    """The job page's chart and metrics; the metrics are the status API's (results.job_metrics)."""
+    specs = catalog.load_models()
+    series, curves = await results.job_series(engine.db, params)
+    drawdowns: dict[str, list[tuple[date, float]]] = {}
     rows = []
-    for model, curve in curves.items():
-        spec = specs[model]
-        m = metrics.summarize(curve, trades[model], initial_value=spec.initial_cash).to_dict()
-        rows.append({"model": model, "title": spec.display_title, **m,
-                     "last_value": curve[-1][1] if curve else None})
-    return {"chart": _chart(curves, {m: specs[m].initial_cash for m in curves}), "metrics": rows}
+    for model, start in params.model_starts.items():
+        cash = results.initial_cash(model, specs)
+        daily = results.daily_metrics(series[model], cash)
+        window = curves[model]
+        drawdowns[model] = [(d, daily[d]["drawdown"]) for d, _ in window]
+        spec = specs.get(model)
+        rows.append({"model": model, "title": spec.display_title if spec else model,
+                     "last_value": window[-1][1] if window else None,
+                     **results.run_and_inception(series[model], start, cash)})
+    return {"chart": _chart(curves, drawdowns), "metrics": rows, "job_id": job_id}
 
 
 async def grid_context(engine: Engine, job: dict[str, Any]) -> dict[str, Any]:
     params = SimulationParams.model_validate(job["params"])
-    cells = {(d["model"], d["date"]): d["status"]
-             for d in await sim_store.details(engine.db, job["id"])}
+    details = await sim_store.details(engine.db, job["id"])
+    cells = {(d["model"], d["date"]): d["status"] for d in details}
+    # why a model-day was skipped or failed, and what it warned about: in the cell's tooltip
+    notes = {(d["model"], d["date"]): "; ".join(filter(None, [d["error"], *d["warnings"]]))
+             for d in details if d["error"] or d["warnings"]}
     per_model = model_days(params)
     days = sorted({d.isoformat() for ds in per_model.values() for d in ds})
-    return {"models": params.models, "days": days, "cells": cells, "job_id": job["id"]}
+    return {"models": params.models, "days": days, "cells": cells, "notes": notes,
+            "job_id": job["id"]}
 
 
 async def _simulation_job(engine: Engine, topic: str, event: Event | None) -> dict[str, Any] | None:
@@ -85,9 +144,9 @@ async def _simulation_job(engine: Engine, topic: str, event: Event | None) -> di
 
 
 async def _results(engine: Engine, job: dict[str, Any]) -> list[Message]:
-    results = await results_context(engine, SimulationParams.model_validate(job["params"]))
-    return [("sim-chart", render("simulation/chart.html", **results)),
-            ("sim-metrics", render("simulation/metrics.html", **results))]
+    ctx = await results_context(engine, SimulationParams.model_validate(job["params"]), job["id"])
+    return [("sim-chart", render("simulation/chart.html", **ctx)),
+            ("sim-metrics", render("simulation/metrics.html", **ctx))]
 
 
 async def _grid(engine: Engine, topic: str, event: Event | None) -> list[Message]:
@@ -102,7 +161,8 @@ async def _grid(engine: Engine, topic: str, event: Event | None) -> list[Message
 async def _cell(engine: Engine, topic: str, event: Event | None) -> list[Message]:
     d = event.data if event is not None else {}
     return [(f"cell-{d['model']}-{d['day']}",
-             render("simulation/cell.html", model=d["model"], day=d["day"], status=d["status"]))]
+             render("simulation/cell.html", model=d["model"], day=d["day"], status=d["status"],
+                    note=d.get("note")))]
 
 
 async def _chart_and_metrics(engine: Engine, topic: str, event: Event | None) -> list[Message]:
@@ -157,7 +217,111 @@ async def simulate_status(engine: Engine, job_id: str) -> dict[str, Any]:
         "error": job.error,
         "details": details,
         "warnings": list(job.warnings or []),
+        # per model: this run (from its value the day before its first day) and since inception
+        "metrics": await results.job_metrics(engine.db, params),
     }
+
+
+def _csv(text: str, filename: str) -> Response[str]:
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _no_data(q: results.ResultsQuery) -> Response[dict[str, Any]]:
+    return Response({"status_code": 404, "detail": results.NOT_FOUND, "filters": q.echo()},
+                    status_code=HTTP_404_NOT_FOUND)
+
+
+_FILTER_DOCS = {
+    "job_id": "model-days this job executed",
+    "start_date": "from this day (YYYY-MM-DD)",
+    "end_date": "up to this day (YYYY-MM-DD)",
+    "model": "one model, or several comma-separated",
+    "limit": "at most this many records (1-1000, default 100; the CSV: every record)",
+    "offset": "skip this many records first",
+}
+
+
+def _filter(name: str) -> Any:
+    return Parameter(query=name, required=False, description=_FILTER_DOCS[name])
+
+
+# the filters come in as text: results.parse_query checks them and names the bad one
+@get("/results", name="results")
+async def results_api(
+    engine: Engine,
+    job_id: Annotated[str | None, _filter("job_id")] = None,
+    start_date: Annotated[str | None, _filter("start_date")] = None,
+    end_date: Annotated[str | None, _filter("end_date")] = None,
+    model: Annotated[str | None, _filter("model")] = None,
+    limit: Annotated[str | None, _filter("limit")] = None,
+    offset: Annotated[str | None, _filter("offset")] = None,
+) -> Response[dict[str, Any]]:
+    """Executed model-days: positions before and after, trades, daily metrics, status and
+    timings, by day then model. Filters combine. A bad one: 400 naming it; nothing found: 404
+    "No trading data found" with the filters."""
+    raw = {"job_id": job_id, "start_date": start_date, "end_date": end_date, "model": model,
+           "limit": limit, "offset": offset}
+    q = await results.parse_query(engine.db, raw)
+    records, total = await results.query_results(engine.db, q)
+    if not total:
+        return _no_data(q)
+    return Response({"results": records, "count": len(records), "total": total, "limit": q.limit,
+                     "offset": q.offset, "filters": q.echo()})
+
+
+@get("/results.csv", name="results-csv")
+async def results_csv(
+    engine: Engine,
+    job_id: Annotated[str | None, _filter("job_id")] = None,
+    start_date: Annotated[str | None, _filter("start_date")] = None,
+    end_date: Annotated[str | None, _filter("end_date")] = None,
+    model: Annotated[str | None, _filter("model")] = None,
+    limit: Annotated[str | None, _filter("limit")] = None,
+    offset: Annotated[str | None, _filter("offset")] = None,
+) -> Response[Any]:
+    """``/results`` as a spreadsheet: one row per model-day (positions and trades flattened),
+    a header row, ISO dates; the same filters (every record unless limit is given)."""
+    raw = {"job_id": job_id, "start_date": start_date, "end_date": end_date, "model": model,
+           "limit": limit, "offset": offset}
+    q = await results.parse_query(engine.db, raw, csv_export=True)
+    records, total = await results.query_results(engine.db, q)
+    if not total:
+        return _no_data(q)
+    text = await asyncio.to_thread(results.results_csv, records)
+    return _csv(text, f"results-{q.job_id[:8]}.csv" if q.job_id else "results.csv")
+
+
+@get("/simulations/{job_id:str}/equity.csv", name="equity-csv")
+async def equity_csv(engine: Engine, job_id: str) -> Response[str]:
+    """The job page's equity curves: date, then each model's value at the close."""
+    job = await store.get_job(engine.db, job_id)
+    if job is None or job.kind != KIND:
+        raise queue.JobNotFound(job_id)
+    _, curves = await results.job_series(engine.db, SimulationParams.model_validate(job.params))
+    return _csv(await asyncio.to_thread(results.equity_csv, curves), f"equity-{job_id[:8]}.csv")
+
+
+@get("/health", name="health")
+async def health(engine: Engine) -> Response[dict[str, Any]]:
+    """The source design's health answer (``/healthz`` is ours, with Redis and workers)."""
+    try:
+        await engine.db.ping()
+        database = "connected"
+    except Exception:  # report, don't raise: this answer says what is wrong
+        database = "disconnected"
+    healthy = database == "connected"
+    return Response({"status": "healthy" if healthy else "unhealthy", "database": database,
+                     "timestamp": utcnow().isoformat(), "version": _version()},
+                    status_code=200 if healthy else HTTP_503_SERVICE_UNAVAILABLE)
+
+
+@functools.cache
+def _version() -> str:
+    try:
+        return importlib.metadata.version("marketdesk")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 @get("/api/models", name="api-models")
@@ -184,7 +348,7 @@ async def simulations_page(request: HTMXRequest, engine: Engine) -> Response[str
                 **await _page_context(engine))
 
 
-@post("/simulations/run", name="simulations-run-form")
+@post("/simulations/run", name="simulations-run-form", status_code=200)
 async def run_form(
     request: HTMXRequest,
     engine: Engine,
@@ -210,5 +374,6 @@ async def run_form(
 
 
 router = Router(path="/", route_handlers=[simulate_trigger, simulate_status, api_models,
-                                          simulations_page, run_form])
+                                          simulations_page, run_form, results_api, results_csv,
+                                          equity_csv, health])
 WEB = WebSlice(router=router, regions=REGIONS, nav=(NavEntry("Simulations", "/simulations"),))

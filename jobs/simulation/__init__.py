@@ -5,6 +5,7 @@ metrics (``metrics``), the configured models with their per-day step (``catalog`
 from pathlib import Path
 
 from jobs.domain import Domain
+from jobs.simulation import cli
 from jobs.simulation.job import RUN
 from jobs.simulation.settings import SimulationSettings
 
@@ -21,5 +22,5 @@ def _warm_up() -> None:
 DOMAIN = Domain(
     name="simulation", title="Simulations", kinds=(RUN,), tables=("jobs.simulation.tables",),
     migrations=Path(__file__).with_name("migrations"), settings=SimulationSettings,
-    web="web.simulations", after=("prices",), warm_up=_warm_up,
+    web="web.simulations", after=("prices",), warm_up=_warm_up, cli=cli.add,
 )

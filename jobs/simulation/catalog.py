@@ -422,7 +422,11 @@ def step(spec: ModelSpec, previous: Mapping[str, Any] | None, history: History,
         raise ValueError(f"model {spec.name!r} on {day.isoformat()}: no close on or before that "
                          f"day for held symbol(s) {', '.join(unvalued)}")
 
-    targets = strategy.target_weights(params, visible, day, state)
+    held_before = dict(portfolio.positions)
+    if strategy.uses_holdings:
+        targets = strategy.target_weights(params, visible, day, state, held=held_before)
+    else:
+        targets = strategy.target_weights(params, visible, day, state)
     targets = _checked_targets(spec, targets)
     warnings: list[str] = []
     tradable: dict[str, float] = {}
@@ -432,8 +436,10 @@ def step(spec: ModelSpec, previous: Mapping[str, Any] | None, history: History,
         elif weight > 0 or portfolio.positions.get(symbol):
             warnings.append(f"{symbol}: no close on {day.isoformat()}, not traded "
                             "(its position is kept)")
+    total_before = portfolio.value(marks)
     trades = rebalance(portfolio, tradable, marks, cost_per_trade=spec.cost_per_trade,
                        cost_bps=spec.cost_bps, min_trade_value=spec.min_trade_value)
+    warnings += _dropped_trades(spec, tradable, held_before, trades, total_before)
     try:
         state = json.loads(json.dumps(state, allow_nan=False))
     except (TypeError, ValueError) as exc:
@@ -449,6 +455,27 @@ def step(spec: ModelSpec, previous: Mapping[str, Any] | None, history: History,
         "targets": None if targets is None else dict(sorted(targets.items())),
         "warnings": warnings,
     }
+
+
+def _dropped_trades(spec: ModelSpec, targets: Mapping[str, float], held: Mapping[str, float],
+                    trades: Sequence[Any], total: float) -> list[str]:
+    """The entries and exits the strategy asked for that the portfolio did not make, each with
+    its reason: a new position that stayed unopened, or a held one that stayed unsold."""
+    traded = {t.symbol for t in trades}
+    out = []
+    for symbol, weight in sorted(targets.items()):
+        if symbol in traded:
+            continue
+        wanted = weight * total
+        if weight > 0 and not held.get(symbol):
+            reason = (f"under min_trade_value {spec.min_trade_value:,.2f}"
+                      if wanted < spec.min_trade_value else "not enough cash")
+            out.append(f"{symbol}: wanted buy of {wanted:,.2f} ({weight:.2%} of the portfolio) "
+                       f"dropped: {reason}")
+        elif weight == 0 and held.get(symbol):
+            out.append(f"{symbol}: wanted sell of the whole position dropped: its cost exceeds "
+                       "the cash")
+    return out
 
 
 def _checked_targets(spec: ModelSpec, targets: Any) -> dict[str, float] | None:

@@ -35,6 +35,9 @@ from jobs.status import Status
 KIND = "simulation.run"
 BUSY = "Another simulation job is already running or pending"
 SIMULATION_EVENT = "simulation"
+# why a model-day was skipped (its `error`, as the source design words it)
+SKIP_DONE = "Already completed"
+SKIP_NO_PRICES = "Incomplete price data"
 
 
 class SimulationParams(BaseModel):
@@ -123,17 +126,19 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
     # 2. plan: which model-days run, which are skipped
     done_before = ({} if params.replace_existing else
                    await sim_store.completed_days(db, needs, params.first_day, end))
-    rows: list[tuple[str, date, str]] = []
+    rows: list[tuple[str, date, str, str | None]] = []
     to_run: list[tuple[date, str]] = []
     for model, days in per_model.items():
         for day in days:
-            if day not in complete or day in done_before.get(model, set()):
-                rows.append((model, day, "skipped"))
+            if day not in complete:
+                rows.append((model, day, "skipped", SKIP_NO_PRICES))
+            elif day in done_before.get(model, set()):
+                rows.append((model, day, "skipped", SKIP_DONE))
             else:
-                rows.append((model, day, "pending"))
+                rows.append((model, day, "pending", None))
                 to_run.append((day, model))
     await sim_store.init_details(db, ctx.job_id, rows)
-    skipped_done = sum(1 for _, d, st in rows if st == "skipped" and d in complete)
+    skipped_done = sum(1 for *_, why in rows if why == SKIP_DONE)
     if skipped_done:
         await ctx.log(f"{skipped_done} model-days already completed: skipped")
 
@@ -148,6 +153,7 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
     history = await prices_store.closes(db, universe, history_from, end)
     previous: dict[str, dict[str, Any] | None] = {}
     completed = failed = index = 0
+    warned: dict[str, list[date]] = {}
     by_day: dict[date, list[str]] = {}
     for day, model in to_run:
         by_day.setdefault(day, []).append(model)
@@ -170,16 +176,24 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
                 completed += 1
                 previous[model] = record
                 outcomes.append(sim_store.DayOutcome(model, day, record, None, started, utcnow()))
+                if record.get("warnings"):  # kept on the model-day; logged; summed up at the end
+                    warned.setdefault(model, []).append(day)
+                    await ctx.log(f"{model} {day.isoformat()}: {'; '.join(record['warnings'])}",
+                                  level="warning")
         await sim_store.finish_days(db, ctx.job_id, outcomes)
         await engine.publish(*(
             (SIMULATION_EVENT, (f"job:{ctx.job_id}",), {
                 "job_id": ctx.job_id, "model": o.model, "day": day.isoformat(), "status": o.status,
-                "value": o.record["value"] if o.record else None})
+                "value": o.record["value"] if o.record else None,
+                "note": "; ".join(filter(None, [o.error, *((o.record or {}).get("warnings") or ())]))})
             for o in outcomes))
         index += len(models)
         await ctx.progress(index, total, f"Processing {day.isoformat()}", min_interval=0.2)
 
     await ctx.progress(total, total, f"Ran {total} model-days: {completed} completed, {failed} failed")
+    for model, days in warned.items():
+        await ctx.warn(f"{model}: {len(days)} model-days with warnings (a wanted trade dropped, or a "
+                       f"symbol without a close), first {days[0].isoformat()}; see each model-day")
 
     # 4. outcome
     result = {"dates": len(complete), "skipped_dates": [d.isoformat() for d in skipped_dates],
@@ -194,17 +208,17 @@ async def simulate(ctx: JobContext, params: SimulationParams) -> Outcome:
 
 def resolve_trigger(start_date: date | None, end_date: date, models: list[str] | None,
                     last_done: dict[str, date | None], max_days: int) -> dict[str, date]:
-    """Each model's first day; raises ValueError with a message naming the field."""
+    """Each model's first day; raises ValueError with a message naming the field.
+
+    Without ``start_date`` (resume mode) each model starts the day after its last completed
+    day; a model that never completed a day (cold start) runs ``end_date`` alone."""
     starts: dict[str, date] = {}
     for model in models or []:
         if start_date is not None:
             starts[model] = start_date
             continue
         last = last_done.get(model)
-        if last is None:
-            raise ValueError(f"start_date: required, since model {model!r} has no completed day "
-                             "to resume from")
-        starts[model] = last + timedelta(days=1)
+        starts[model] = end_date if last is None else last + timedelta(days=1)
     for model, start in starts.items():
         if start > end_date:
             raise ValueError(f"start_date: model {model!r} is complete up to {start - timedelta(days=1)}"

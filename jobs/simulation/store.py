@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from jobs.db import Database, dated_series, operation
+from jobs.db import operation
 from jobs.simulation.tables import ModelDayResult, SimulationDay, day_detail
 
 _RESULT = ModelDayResult.__table__  # type: ignore[attr-defined]
@@ -55,12 +55,14 @@ def result_before(conn: sa.Connection, model: str, day: date) -> dict[str, Any] 
 
 
 @operation
-def init_details(conn: sa.Connection, job_id: str, rows: list[tuple[str, date, str]]) -> None:
-    """(model, day, status) for every model-day of the job, replacing any earlier attempt's."""
+def init_details(conn: sa.Connection, job_id: str,
+                 rows: list[tuple[str, date, str, str | None]]) -> None:
+    """(model, day, status, error) for every model-day of the job (a skipped one's error says
+    why), replacing any earlier attempt's."""
     conn.execute(sa.delete(_DAY).where(_DAY.c.job_id == job_id))
     for i in range(0, len(rows), 500):
-        conn.execute(sa.insert(_DAY), [{"job_id": job_id, "model": m, "day": d, "status": st}
-                                       for m, d, st in rows[i:i + 500]])
+        conn.execute(sa.insert(_DAY), [{"job_id": job_id, "model": m, "day": d, "status": st,
+                                        "error": err} for m, d, st, err in rows[i:i + 500]])
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,8 @@ def finish_days(conn: sa.Connection, job_id: str, outcomes: list[DayOutcome]) ->
                for o in outcomes if o.record is not None]
     details = [{"b_model": o.model, "b_day": o.day, "status": o.status, "error": o.error,
                 "started_at": o.started, "completed_at": o.finished,
-                "duration_seconds": round((o.finished - o.started).total_seconds(), 4)}
+                "duration_seconds": round((o.finished - o.started).total_seconds(), 4),
+                "warnings": (o.record or {}).get("warnings") or None}
                for o in outcomes]
     if results:
         insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
@@ -104,7 +107,8 @@ def finish_days(conn: sa.Connection, job_id: str, outcomes: list[DayOutcome]) ->
                                   _DAY.c.day == sa.bindparam("b_day"))
         .values(status=sa.bindparam("status"), error=sa.bindparam("error"),
                 started_at=sa.bindparam("started_at"), completed_at=sa.bindparam("completed_at"),
-                duration_seconds=sa.bindparam("duration_seconds")),
+                duration_seconds=sa.bindparam("duration_seconds"),
+                warnings=sa.bindparam("warnings", type_=sa.JSON)),
         details)
 
 
@@ -115,18 +119,87 @@ def details(conn: sa.Connection, job_id: str) -> list[dict[str, Any]]:
     return [day_detail(row) for row in conn.execute(stmt).mappings()]
 
 
-async def equity_curves(db: Database, models: Iterable[str], start: date,
-                        end: date) -> dict[str, list[tuple[date, float]]]:
-    return await dated_series(db, _RESULT.c.model, _RESULT.c.day, _RESULT.c.value, list(models),
-                              start, end)
+def _results_filter(job_id: str | None, start: date | None, end: date | None,
+                    models: list[str] | None) -> list[Any]:
+    where: list[Any] = []
+    if job_id:
+        where.append(_RESULT.c.job_id == job_id)
+    if start:
+        where.append(_RESULT.c.day >= start)
+    if end:
+        where.append(_RESULT.c.day <= end)
+    if models:
+        where.append(_RESULT.c.model.in_(models))
+    return where
+
+
+def _position_row(row: Any) -> dict[str, Any]:
+    return {"model": row["model"], "day": row["day"], "job_id": row["job_id"], "cash": row["cash"],
+            "value": row["value"], "positions": row["positions"] or {},
+            "prices": row["prices"] or {}, "trades": row["trades"] or []}
 
 
 @operation
-def trade_counts(conn: sa.Connection, models: Iterable[str], start: date, end: date) -> dict[str, int]:
+def results_page(conn: sa.Connection, job_id: str | None, start: date | None, end: date | None,
+                 models: list[str] | None, limit: int | None, offset: int
+                 ) -> tuple[list[dict[str, Any]], int]:
+    """Stored model-days matching the filters, by day then model, each with its job's detail
+    (status, timings, warnings) of that model-day; and how many match in all."""
+    where = _results_filter(job_id, start, end, models)
+    total = conn.execute(sa.select(sa.func.count()).select_from(_RESULT).where(*where)).scalar_one()
+    if not total:
+        return [], 0
+    joined = _RESULT.outerjoin(_DAY, sa.and_(_DAY.c.job_id == _RESULT.c.job_id,
+                                             _DAY.c.model == _RESULT.c.model,
+                                             _DAY.c.day == _RESULT.c.day))
+    stmt = (sa.select(_RESULT, _DAY.c.status, _DAY.c.started_at, _DAY.c.completed_at.label("day_done"),
+                      _DAY.c.duration_seconds, _DAY.c.warnings)
+            .select_from(joined).where(*where).order_by(_RESULT.c.day, _RESULT.c.model)
+            .offset(offset))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = []
+    for row in conn.execute(stmt).mappings():
+        rows.append({**_position_row(row), "status": row["status"] or "completed",
+                     "started_at": row["started_at"],
+                     "completed_at": row["day_done"] or row["completed_at"],
+                     "duration_seconds": row["duration_seconds"],
+                     "warnings": list(row["warnings"] or [])})
+    return rows, int(total)
+
+
+@operation
+def positions_on(conn: sa.Connection, keys: Iterable[tuple[str, date]]
+                 ) -> dict[tuple[str, date], dict[str, Any]]:
+    """The stored model-days ``(model, day)`` (cash, positions and their prices, value)."""
+    keys = list(keys)
+    out: dict[tuple[str, date], dict[str, Any]] = {}
+    for i in range(0, len(keys), 200):
+        chunk = keys[i:i + 200]
+        cond = sa.or_(*(sa.and_(_RESULT.c.model == m, _RESULT.c.day == d) for m, d in chunk))
+        for row in conn.execute(sa.select(_RESULT).where(cond)).mappings():
+            out[(row["model"], row["day"])] = _position_row(row)
+    return out
+
+
+@operation
+def daily_series(conn: sa.Connection, models: Iterable[str], end: date
+                 ) -> dict[str, list[tuple[date, float, int]]]:
+    """Each model's ``(day, value, trades that day)`` from its first day up to ``end``."""
     models = list(models)
-    counts = dict.fromkeys(models, 0)
-    stmt = sa.select(_RESULT.c.model, _RESULT.c.trades).where(
-        _RESULT.c.model.in_(models), _RESULT.c.day >= start, _RESULT.c.day <= end)
-    for model, trades in conn.execute(stmt):
-        counts[model] += len(trades or [])
-    return counts
+    out: dict[str, list[tuple[date, float, int]]] = {m: [] for m in models}
+    if not models:
+        return out
+    trades = sa.func.json_array_length(_RESULT.c.trades)
+    stmt = (sa.select(_RESULT.c.model, _RESULT.c.day, _RESULT.c.value, trades)
+            .where(_RESULT.c.model.in_(models), _RESULT.c.day <= end)
+            .order_by(_RESULT.c.model, _RESULT.c.day))
+    for model, day, value, n in conn.execute(stmt):
+        out[model].append((day, float(value), int(n or 0)))
+    return out
+
+
+@operation
+def has_results(conn: sa.Connection, model: str) -> bool:
+    return conn.execute(sa.select(_RESULT.c.model).where(_RESULT.c.model == model).limit(1)).first() \
+        is not None

@@ -111,6 +111,10 @@ class Strategy(ABC, Generic[P]):
     description: ClassVar[str]
     #: pydantic model of the parameters: give every field a default, a description and bounds
     params_model: ClassVar[type[BaseModel]] = NoParams
+    #: True: ``target_weights`` also takes ``held``, the shares the portfolio holds per symbol
+    #: when the day's decision is made (a strategy that decides from what it holds, not from
+    #: what it asked for before: a wanted trade may have been dropped)
+    uses_holdings: ClassVar[bool] = False
 
     def parse_params(self, raw: Mapping[str, Any] | BaseModel | None = None) -> P:
         """Validated parameters; raises pydantic's ``ValidationError`` naming each bad field."""
@@ -185,9 +189,12 @@ class BuyAndHold(Strategy[NoParams]):
                    "then never trades again.")
     params_model = NoParams
 
+    uses_holdings = True
+
     def target_weights(self, params: NoParams, history: History, day: date,
-                       state: dict[str, Any]) -> Targets:
-        if state.get("bought"):
+                       state: dict[str, Any], held: Mapping[str, float] | None = None) -> Targets:
+        # from what is held when told: a first buy the portfolio dropped is tried again
+        if (state.get("bought") if held is None else any(n > 0 for n in held.values())):
             return HOLD
         priced = sorted(s for s, points in history.items() if priced_on(points, day))
         if not priced:
@@ -221,23 +228,32 @@ class MaCrossover(Strategy[MaCrossoverParams]):
     def warmup_days(self, params: MaCrossoverParams) -> int:
         return params.slow - 1
 
+    uses_holdings = True
+
     def target_weights(self, params: MaCrossoverParams, history: History, day: date,
-                       state: dict[str, Any]) -> Targets:
-        long = set(state.get("long", []))
+                       state: dict[str, Any], held: Mapping[str, float] | None = None) -> Targets:
+        # Decide from what the portfolio holds: a buy the portfolio dropped (short of cash, or
+        # under min_trade_value) is wanted again the next day while the signal stays up.
+        # Without ``held`` (called on its own) the symbols the strategy last asked to be long.
+        holding = (set(state.get("long", [])) if held is None
+                   else {s for s, shares in held.items() if shares > 0})
         weight = 1.0 / len(history) if history else 0.0
         targets: dict[str, float] = {}
+        up_now: set[str] = set()
         for symbol, points in history.items():
             if not priced_on(points, day):
-                continue  # no close today: no new signal, nothing can be traded
+                if symbol in holding:
+                    up_now.add(symbol)  # no close today: no new signal, nothing can be traded
+                continue
             fast, slow = sma(points, params.fast), sma(points, params.slow)
             up = fast is not None and slow is not None and fast > slow
-            if up and symbol not in long:
-                long.add(symbol)
+            if up:
+                up_now.add(symbol)
+            if up and symbol not in holding:
                 targets[symbol] = weight
-            elif not up and symbol in long:
-                long.discard(symbol)
+            elif not up and symbol in holding:
                 targets[symbol] = 0.0
-        state["long"] = sorted(long)
+        state["long"] = sorted(up_now)
         return targets or HOLD
 
 

@@ -48,6 +48,8 @@ class SimulationDay(SQLModel, table=True):
     started_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime, nullable=True))
     completed_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime, nullable=True))
     duration_seconds: float | None = None
+    # what the model-day ran into without failing (a wanted trade dropped, a symbol unpriced)
+    warnings: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
 
 
 def day_detail(row: Any) -> dict[str, Any]:
@@ -57,4 +59,5 @@ def day_detail(row: Any) -> dict[str, Any]:
 
     return {"date": row["day"].isoformat(), "model": row["model"], "status": row["status"],
             "error": row["error"], "started_at": iso(row["started_at"]),
-            "completed_at": iso(row["completed_at"]), "duration_seconds": row["duration_seconds"]}
+            "completed_at": iso(row["completed_at"]), "duration_seconds": row["duration_seconds"],
+            "warnings": list(row["warnings"] or [])}

@@ -57,14 +57,22 @@ class TriggerRequest(BaseModel):
 @dataclass
 class Triggered:
     job: Job
-    total_model_days: int
+    total_model_days: int  # the model-days it will run (those completed before are not counted)
     models: list[str]
     warnings: list[str] = field(default_factory=list)
+    # each model's first day, when resumed (no start_date); None: from start_date
+    resumed: dict[str, tuple[date, bool]] | None = None  # model -> (first day, cold start)
 
     @property
     def message(self) -> str:
-        return (f"Simulation job {self.job.id} created: {self.total_model_days} model-days "
+        text = (f"Simulation job {self.job.id} created: {self.total_model_days} model-days "
                 f"across {len(self.models)} models")
+        if self.resumed is not None:
+            starts = ", ".join(f"{m} from {d.isoformat()}" + (" (cold start: end_date alone)"
+                                                               if cold else "")
+                               for m, (d, cold) in self.resumed.items())
+            text += f" (resume mode: {starts})"
+        return text
 
 
 def _error(field_name: str, message: str) -> ParamsError:
@@ -97,12 +105,25 @@ async def trigger(engine: Engine, raw: dict[str, Any]) -> Triggered:
     if req.end_date > today_utc():
         warnings.append(f"end_date {req.end_date} is after today: days after {today_utc()} are not "
                         "simulated")
-    total = sum(len(days) for days in model_days(params).values())
+    per_model = model_days(params)
+    total = sum(len(days) for days in per_model.values())
     if total == 0:
         first = min(starts.values())
         raise _error("end_date", f"no NYSE trading day from {first} to {req.end_date}")
+    if not req.replace_existing:
+        # known from the store at the cost of one query; price gaps are learnt by the worker
+        done = await sim_store.completed_days(engine.db, names, params.first_day, req.end_date)
+        for model, days in per_model.items():
+            again = [d for d in days if d in done.get(model, ())]
+            if again:
+                total -= len(again)
+                warnings.append(f"{model}: {len(again)} model-days already completed, skipped "
+                                f"(replace_existing runs them again): "
+                                f"{', '.join(d.isoformat() for d in again)}")
     try:
         job = await queue.submit(engine, KIND, params.model_dump(mode="json"), validated=True)
     except queue.JobBusy:  # another trigger won the race since the check above
         raise SimulationBusy() from None
-    return Triggered(job, total, names, warnings)
+    resumed = None if req.start_date else {
+        m: (d, last.get(m) is None) for m, d in starts.items()}
+    return Triggered(job, total, names, warnings, resumed)

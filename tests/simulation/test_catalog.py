@@ -325,3 +325,33 @@ def test_history_helpers() -> None:
     assert history_start([three], date(2025, 1, 6)) == date(2024, 12, 31)
     assert history_start(models.values(), date(2025, 1, 6)) == trading_days(
         date(2024, 9, 1), date(2025, 1, 3))[-60]
+
+
+def test_a_crossover_short_of_cash_buys_once_it_can_and_says_what_it_dropped() -> None:
+    """The day A's signal turns up the model has 50 in cash: the buy is dropped (with a warning
+    on that model-day); the next day C's exit frees cash and A, still up, is bought. Deciding
+    from what was wished ("A is long") would never buy A while its signal stays up."""
+    spec = ModelSpec(name="x", strategy="ma_crossover", params={"fast": 1, "slow": 2},
+                     universe=["A", "C"], cost_per_trade=0, min_trade_value=100, initial_cash=1000)
+    history = {"A": series(10, 10, 11, 12), "C": series(10, 10, 11, 10)}
+    # as stored for day 1: all in C (its signal up), 50 in cash
+    day1 = {"day": DAYS[1].isoformat(), "positions": {"C": 100.0}, "prices": {"C": 10.0},
+            "trades": [], "cash": 50.0, "value": 1050.0, "state": {"long": ["C"]}}
+    day2 = step(spec, day1, history, DAYS[2])
+    assert day2["trades"] == [] and day2["positions"] == {"C": 100.0}
+    assert day2["warnings"] == ["A: wanted buy of 575.00 (50.00% of the portfolio) dropped: "
+                                "not enough cash"]
+    day3 = step(spec, day2, history, DAYS[3])
+    assert [(t["symbol"], t["side"]) for t in day3["trades"]] == [("C", "sell"), ("A", "buy")]
+    assert day3["positions"] == {"A": pytest.approx(1050 * 0.5 / 12)}
+    assert day3["warnings"] == []
+
+
+def test_a_buy_under_min_trade_value_is_reported_on_its_model_day() -> None:
+    spec = ModelSpec(name="x", strategy="ma_crossover", params={"fast": 1, "slow": 2},
+                     universe=["A", "B"], cost_per_trade=0, min_trade_value=600, initial_cash=1000)
+    history = {"A": series(10, 11), "B": series(10, 9)}
+    day = step(spec, None, history, DAYS[1])
+    assert day["trades"] == [] and day["cash"] == 1000
+    assert day["warnings"] == ["A: wanted buy of 500.00 (50.00% of the portfolio) dropped: "
+                               "under min_trade_value 600.00"]

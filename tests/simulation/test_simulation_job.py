@@ -104,11 +104,15 @@ def test_same_range_twice_executes_no_model_day(sim: Stack) -> None:
     first = trigger(sim, start_date="2025-06-02", end_date="2025-06-06", models=["hold"]).json()
     sim.wait(first["job_id"])
     second = trigger(sim, start_date="2025-06-02", end_date="2025-06-06", models=["hold"]).json()
+    assert second["total_model_days"] == 0
+    assert second["warnings"] == ["hold: 5 model-days already completed, skipped (replace_existing "
+                                  "runs them again): 2025-06-02, 2025-06-03, 2025-06-04, "
+                                  "2025-06-05, 2025-06-06"]
     job = sim.wait(second["job_id"])
     assert job["status"] == "completed"
     st = status(sim, second["job_id"])
     assert st["progress"]["completed"] == 0 and st["progress"]["skipped"] == 5
-    assert {d["status"] for d in st["details"]} == {"skipped"}
+    assert {(d["status"], d["error"]) for d in st["details"]} == {("skipped", "Already completed")}
     # replace_existing runs them again
     third = trigger(sim, start_date="2025-06-02", end_date="2025-06-06", models=["hold"],
                     replace_existing=True).json()
@@ -123,14 +127,12 @@ def test_missing_start_date_resumes_after_last_completed_day(sim: Stack) -> None
     assert r.status_code == 200, r.text
     assert r.json()["total_model_days"] == 5
     job_id = r.json()["job_id"]
+    assert "(resume mode: cross from 2025-07-12)" in r.json()["message"]
     sim.wait(job_id)
     st = status(sim, job_id)
     assert st["date_range"][0] == "2025-07-14"
     assert [d["date"] for d in st["details"]] == ["2025-07-14", "2025-07-15", "2025-07-16",
                                                   "2025-07-17", "2025-07-18"]
-    # a model that never ran cannot resume
-    r = trigger(sim, end_date="2025-07-18", models=["idle"])
-    assert r.status_code == 400 and "start_date" in r.json()["detail"]
 
 
 @pytest.mark.parametrize(("body", "field", "words"), [
@@ -218,6 +220,9 @@ def test_rate_limit_mid_download_completes_on_the_dates_it_has(tmp_path, databas
                 "'2025-09-17', '2025-09-18', '2025-09-19']") in job["warnings"]
         st = status(s, job_id)
         assert st["progress"]["completed"] == 15 and st["warnings"] == job["warnings"]
+        skipped = {(d["date"], d["error"]) for d in st["details"] if d["status"] == "skipped"}
+        assert skipped == {(day, "Incomplete price data") for day in (
+            "2025-09-15", "2025-09-16", "2025-09-17", "2025-09-18", "2025-09-19")}
 
 
 def test_complete_download_failure_fails_with_the_error(tmp_path, database) -> None:

@@ -264,3 +264,23 @@ def test_a_strategy_needs_defaults_for_every_param() -> None:
 
     with pytest.raises(StrategyError, match=r"params_model needs a default for every field"):
         build_registry([*BUILTIN_STRATEGIES, NeedsN])
+
+
+def test_ma_crossover_decides_from_what_is_held() -> None:
+    s = MaCrossover()
+    params = s.parse_params({"fast": 1, "slow": 2})
+    history = {"A": series(10, 11, 12), "B": series(10, 9, 8)}
+    state: dict[str, Any] = {"long": ["A"]}  # it asked for A before, but the buy was dropped
+    assert s.target_weights(params, upto(history, 2), DAYS[2], state, held={}) == {"A": 0.5}
+    # held but its signal is down: sold, whatever the state says
+    assert s.target_weights(params, upto(history, 2), DAYS[2], {}, held={"A": 3.0, "B": 2.0}) \
+        == {"B": 0.0}
+    assert s.uses_holdings
+
+
+def test_buy_and_hold_buys_until_it_holds_something() -> None:
+    s = BuyAndHold()
+    history = {"A": series(10, 11)}
+    state: dict[str, Any] = {"bought": True}  # asked before, but nothing was bought
+    assert s.target_weights(s.parse_params({}), upto(history, 1), DAYS[1], state, held={}) == {"A": 1.0}
+    assert s.target_weights(s.parse_params({}), upto(history, 1), DAYS[1], state, held={"A": 2.0}) is HOLD
