@@ -1,0 +1,44 @@
+"""health_sample: the operations domain's health history
+
+Revision ID: ops_0001
+Revises:
+Create Date: 2026-11-30 15:00:00
+"""
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+from jobs.db import UTCDateTime
+
+revision = "ops_0001"
+down_revision = None
+branch_labels = ("ops",)
+depends_on = "0004"
+
+
+def upgrade() -> None:
+    op.create_table(
+        "health_sample",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("resolution", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+        sa.Column("samples", sa.Integer(), nullable=False),
+        sa.Column("db_ok", sa.Boolean(), nullable=False),
+        sa.Column("redis_ok", sa.Boolean(), nullable=False),
+        sa.Column("db_ms", sa.Float(), nullable=True),
+        sa.Column("redis_ms", sa.Float(), nullable=True),
+        sa.Column("workers", sa.Integer(), nullable=False),
+        sa.Column("queue_pending", sa.Integer(), nullable=False),
+        sa.Column("queue_active", sa.Integer(), nullable=False),
+        sa.Column("lag_ms", sa.Float(), nullable=True),
+        sa.Column("finished", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_health_sample_at", "health_sample", ["at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_health_sample_at", table_name="health_sample")
+    op.drop_table("health_sample")
