@@ -35,7 +35,7 @@ from litestar.plugins.htmx import HTMXRequest
 from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.types import Message as ASGIMessage
 from markupsafe import Markup
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis.exceptions import RedisError
 from sse_starlette import ServerSentEvent
@@ -278,6 +278,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
 
 
 # -- HTTP metrics -----------------------------------------------------------------------------
+disable_created_metrics()  # *_created series double the output and no dashboard reads them
 HTTP_REGISTRY = CollectorRegistry(auto_describe=True)
 HTTP_REQUESTS = Counter("marketdesk_http_requests", "HTTP requests answered, per route and status",
                         ["method", "route", "status"], registry=HTTP_REGISTRY)

@@ -237,10 +237,10 @@ def _rows(result: Any) -> list[dict[str, Any]]:
 @operation
 def prune(conn: sa.Connection, now: datetime, retention_days: float,
           raw_hours: float) -> dict[str, int]:
-    """Delete samples past retention; fold raw samples of whole hours older than ``raw_hours``
-    into one ``hour`` row each."""
-    deleted = conn.execute(sa.delete(SAMPLE).where(
-        SAMPLE.c.at < now - timedelta(days=retention_days))).rowcount or 0
+    """Delete samples past retention (whole hours: an hourly row is stamped with its hour's
+    start); fold raw samples of whole hours older than ``raw_hours`` into one ``hour`` row each."""
+    expired = (now - timedelta(days=retention_days)).replace(minute=0, second=0, microsecond=0)
+    deleted = conn.execute(sa.delete(SAMPLE).where(SAMPLE.c.at < expired)).rowcount or 0
     cutoff = (now - timedelta(hours=raw_hours)).replace(minute=0, second=0, microsecond=0)
     old = _rows(conn.execute(sa.select(SAMPLE.c.id, *_COLUMNS).where(
         SAMPLE.c.resolution == "raw", SAMPLE.c.at < cutoff).order_by(SAMPLE.c.at)))

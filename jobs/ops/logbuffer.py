@@ -171,6 +171,17 @@ class BufferHandler(logging.Handler):
         return out
 
 
+class MaskFilter(logging.Filter):
+    """Masks secrets in a record before any handler (the console too) formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
 def installed(root: logging.Logger | None = None) -> BufferHandler | None:
     root = root or logging.getLogger()
     return next((h for h in root.handlers if getattr(h, MARKER, False)), None)  # type: ignore[return-value]
@@ -188,6 +199,12 @@ def attach(source: str, buffer: LogBuffer | None, ship: bool) -> BufferHandler:
             return found
         handler = BufferHandler(source, buffer, ship)
         root.addHandler(handler)
+        # the console and files show lines masked too (httpx logs each URL, API key included)
+        for other in root.handlers:
+            if not any(getattr(f, MARKER, False) for f in other.filters):
+                masking = MaskFilter()
+                setattr(masking, MARKER, True)
+                other.addFilter(masking)
         # our own INFO lines must reach it even where nobody configured logging (uvicorn only
         # configures its own loggers); other libraries keep the root's level
         ours = logging.getLogger("marketdesk")
@@ -201,6 +218,9 @@ def detach() -> None:
         root = logging.getLogger()
         for handler in [h for h in root.handlers if getattr(h, MARKER, False)]:
             root.removeHandler(handler)
+        for other in root.handlers:
+            for f in [f for f in other.filters if getattr(f, MARKER, False)]:
+                other.removeFilter(f)
 
 
 async def ship(engine: Any) -> None:
