@@ -24,7 +24,8 @@ def sample_values(at: datetime, rng: random.Random, resolution: str = "raw") -> 
     down = rng.random() < 0.01
     return {
         "at": at, "resolution": resolution, "samples": 1, "db_ok": True, "redis_ok": not down,
-        "db_ms": round(rng.uniform(0.3, 3.0), 3), "redis_ms": None if down else round(rng.uniform(0.1, 1.0), 3),
+        "db_ms": round(rng.uniform(0.3, 3.0), 3),
+        "redis_ms": None if down else round(rng.uniform(0.1, 1.0), 3),
         "workers": rng.choice([1, 2, 2, 2]), "queue_pending": rng.randint(0, 5),
         "queue_active": rng.randint(0, 3), "lag_ms": round(rng.uniform(0, 30), 3),
         "finished": finished, "failed": failed,

@@ -91,8 +91,8 @@ def test_concurrent_threads_keep_the_bound_and_the_counts() -> None:
 
 
 def test_the_finished_rows_cache_of_the_web_is_a_bounded_registered_cache() -> None:
-    from jobs.models import Job
     from jobs.db import utcnow
+    from jobs.models import Job
 
     job = Job(id="f" * 32, kind="prices.download", status="completed", finished_at=utcnow(),
               started_at=utcnow())

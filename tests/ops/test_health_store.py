@@ -76,8 +76,9 @@ async def test_history_per_window_with_trends(db: Database) -> None:
 
 
 async def test_trends_say_better_or_worse_against_the_previous_window(db: Database) -> None:
-    from tests.ops.samples import insert_samples, sample_values
     import random
+
+    from tests.ops.samples import insert_samples, sample_values
 
     rng = random.Random(1)
     made = []
