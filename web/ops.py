@@ -179,8 +179,9 @@ class Monitor:
             reasons.append(f"Redis down ({redis_error})")
         if redis_ok and not workers:
             reasons.append("no worker alive")
-        if lag["max_ms"] is not None and lag["max_ms"] > self.settings.health_lag_amber_ms:
-            reasons.append(f"event loop lag {lag['max_ms']:.0f} ms "
+        # sustained lag, not one stall (start-up, a collector pass): the minute's p99
+        if lag["p99_ms"] is not None and lag["p99_ms"] > self.settings.health_lag_amber_ms:
+            reasons.append(f"event loop lag p99 {lag['p99_ms']:.0f} ms "
                            f"(over {self.settings.health_lag_amber_ms:.0f} ms)")
         status = "red" if not (db_ok and redis_ok) else ("amber" if reasons else "green")
         before = self.live.get("status")

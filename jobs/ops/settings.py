@@ -18,7 +18,7 @@ class OpsSettings(BaseSettings):
     health_raw_hours: float = Field(25.0, gt=0)
     # how often each web process checks the database and Redis for the header badge
     health_check_seconds: float = Field(1.0, gt=0)
-    # event-loop lag (max over the last minute) past which a web process counts as degraded
+    # event-loop lag (p99 over the last minute) past which a web process counts as degraded
     health_lag_amber_ms: float = Field(250.0, gt=0)
     # the log buffer each web process keeps (lines from every process), and its bounds
     log_buffer_lines: int = Field(5000, ge=10)
