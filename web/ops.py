@@ -292,6 +292,9 @@ STREAMS = frozenset({"/events"})
 
 
 def metrics_middleware(app: ASGIApp) -> ASGIApp:
+    if not ops_settings().http_metrics:
+        return app
+
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
@@ -387,7 +390,7 @@ async def metrics(engine: Engine) -> Response[bytes]:
     """Prometheus text format: per-kind job figures, health, and this process's HTTP figures."""
     mon = monitor()
     counts = await job_counts(engine.db)
-    hour = await health.history(engine.db, "1h")
+    hour = await health.cached_history(engine.db, "1h")
     lags: dict[str, Any] = dict(mon.live.get("event_loop_lag", {}))
     with contextlib.suppress(RedisError, OSError, TimeoutError):
         lags.update(await asyncio.wait_for(health.web_lags(engine.redis), 1.0))
@@ -438,10 +441,11 @@ async def api_health(engine: Engine) -> dict[str, Any]:
 
 
 @get("/api/health/history")
-async def api_health_history(engine: Engine, window: str = "1h") -> dict[str, Any]:
+async def api_health_history(engine: Engine, window: str = "1h") -> Response[bytes]:
     """Charts' points over ``window`` (1h, 24h, 30d), the window's figures per kind, and
     trends against the window before."""
-    return await health.history(engine.db, _window(window))
+    body = await health.cached_history(engine.db, _window(window), as_json=True)
+    return Response(body, media_type="application/json")
 
 
 # -- pages ------------------------------------------------------------------------------------
@@ -490,7 +494,7 @@ def _running_by_worker(conn: sa.Connection) -> dict[str, list[dict[str, Any]]]:
 
 
 async def operations_context(engine: Engine, window: str) -> dict[str, Any]:
-    hist = await health.history(engine.db, window)
+    hist = await health.cached_history(engine.db, window)
     now = await health_payload(engine)
     running = await _running_by_worker(engine.db)
     workers = [{"id": w, "jobs": running.get(w, [])} for w in now["workers"]["ids"]]

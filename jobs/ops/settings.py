@@ -23,6 +23,8 @@ class OpsSettings(BaseSettings):
     # the log buffer each web process keeps (lines from every process), and its bounds
     log_buffer_lines: int = Field(5000, ge=10)
     log_buffer_bytes: int = Field(4_000_000, ge=10_000)
+    # HTTP request counts and latencies per route on /metrics (a middleware on every request)
+    http_metrics: bool = True
     # how often a worker ships its log lines through the event stream
     log_ship_seconds: float = Field(0.5, gt=0)
 

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from jobs.db import operation
-from jobs.ops.health import BOUNDS, SAMPLE, bucket_of
+from jobs.ops.health import BOUNDS, HEALTH_KIND, SAMPLE, bucket_of, epoch_of, kind_rows
 
 
 def sample_values(at: datetime, rng: random.Random, resolution: str = "raw") -> dict[str, Any]:
@@ -29,18 +29,26 @@ def sample_values(at: datetime, rng: random.Random, resolution: str = "raw") -> 
         "workers": rng.choice([1, 2, 2, 2]), "queue_pending": rng.randint(0, 5),
         "queue_active": rng.randint(0, 3), "lag_ms": round(rng.uniform(0, 30), 3),
         "finished": finished, "failed": failed,
-        "data": {"queue": {"pending": 1}, "lags": {}, "workers": [],
-                 "kinds": {"prices.download": {"finished": finished, "failed": failed,
-                                               "duration": durations, "queued": [0] * len(BOUNDS),
-                                               "duration_sum": total}} if finished else {},
-                 "errors": {}, "seconds": 30},
+        "data": {"queue": {"pending": 1}, "lags": {}, "workers": [], "errors": {}, "seconds": 30},
+        # not a column: the per-kind rows stored beside it (health_kind)
+        "kinds": {"prices.download": {"finished": finished, "failed": failed,
+                                      "duration": durations, "queued": [0] * len(BOUNDS),
+                                      "duration_sum": total}} if finished else {},
     }
 
 
 @operation
 def insert_samples(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    for i in range(0, len(rows), 2000):
-        conn.execute(sa.insert(SAMPLE), rows[i:i + 2000])
+    samples, kinds = [], []
+    for row in rows:
+        sample = {k: v for k, v in row.items() if k != "kinds"}
+        sample["epoch"] = epoch_of(row["at"])
+        samples.append(sample)
+        kinds += kind_rows(row.get("kinds") or {}, sample["epoch"], row["resolution"])
+    for i in range(0, len(samples), 2000):
+        conn.execute(sa.insert(SAMPLE), samples[i:i + 2000])
+    for i in range(0, len(kinds), 2000):
+        conn.execute(sa.insert(HEALTH_KIND), kinds[i:i + 2000])
 
 
 async def generate(db: Any, now: datetime, days: float, every_seconds: float,
@@ -59,7 +67,7 @@ async def generate_steady_state(db: Any, now: datetime, retention_days: float = 
                                 seed: int = 7) -> None:
     """What the table holds after ``retention_days`` of sampling: hourly rows, then raw
     samples every ``every_seconds`` for the last ``raw_hours``."""
-    from jobs.ops.health import combine
+    from jobs.ops.health import combine, merge_kinds
 
     rng = random.Random(seed)
     per_hour = int(3600 / every_seconds)
@@ -69,7 +77,9 @@ async def generate_steady_state(db: Any, now: datetime, retention_days: float = 
     while hour < raw_from:
         raws = [sample_values(hour + timedelta(seconds=every_seconds * i), rng)
                 for i in range(per_hour)]
-        rows.append(combine(raws, hour, "hour"))
+        hourly = combine(raws, hour, "hour")
+        hourly["kinds"] = merge_kinds([r["kinds"] for r in raws])
+        rows.append(hourly)
         hour += timedelta(hours=1)
     at = raw_from
     while at <= now:

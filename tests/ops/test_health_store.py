@@ -8,7 +8,8 @@ import sqlalchemy as sa
 
 from jobs.db import Database, reads
 from jobs.ops import health
-from jobs.ops.health import SAMPLE, history, percentile, prune
+from jobs.ops.health import HEALTH_KIND, SAMPLE, epoch_of, history, percentile, prune
+from jobs.ops.models import DURATION_COLUMNS
 from tests.ops.samples import generate, generate_steady_state
 
 NOW = datetime(2026, 11, 30, 12, 20, 10, tzinfo=UTC)
@@ -17,6 +18,15 @@ NOW = datetime(2026, 11, 30, 12, 20, 10, tzinfo=UTC)
 @reads
 def rows(conn: sa.Connection) -> list[dict]:
     return [dict(r._mapping) for r in conn.execute(sa.select(SAMPLE).order_by(SAMPLE.c.at))]
+
+
+@reads
+def kind_rows_at(conn: sa.Connection, epoch: int | None) -> dict[str, dict]:
+    """The per-kind rows of one hour, or (None) the raw ones older than a day."""
+    k = HEALTH_KIND.c
+    where = (k.epoch == epoch) if epoch is not None else (
+        (k.resolution == "raw") & (k.epoch < epoch_of(NOW - timedelta(hours=26))))
+    return {r.kind: dict(r._mapping) for r in conn.execute(sa.select(HEALTH_KIND).where(where))}
 
 
 async def test_retention_and_downsampling_over_90_days_of_samples(db: Database) -> None:
@@ -49,8 +59,12 @@ async def test_retention_and_downsampling_over_90_days_of_samples(db: Database) 
     assert abs(some["db_ms"] - sum(r["db_ms"] for r in members) / 6) < 0.01
     assert some["lag_ms"] == max(r["lag_ms"] for r in members)
     assert some["workers"] == min(r["workers"] for r in members)
-    kinds = some["data"]["kinds"].get("prices.download", {"finished": 0})
-    assert kinds["finished"] == sum(r["finished"] for r in members)
+    kinds = await kind_rows_at(db, epoch_of(some["at"]))
+    assert kinds["prices.download"]["finished"] == sum(r["finished"] for r in members)
+    assert kinds["prices.download"]["resolution"] == "hour"
+    assert sum(kinds["prices.download"][c] for c in DURATION_COLUMNS) == sum(
+        r["finished"] for r in members)
+    assert await kind_rows_at(db, None) == {}  # no raw per-kind row older than the cutoff left
     # all timestamps come back timezone-aware
     assert all(r["at"].tzinfo is not None for r in after)
 

@@ -1,4 +1,4 @@
-"""health_sample: the operations domain's health history
+"""health_sample and health_kind: the operations domain's health history
 
 Revision ID: ops_0001
 Revises:
@@ -15,12 +15,15 @@ down_revision = None
 branch_labels = ("ops",)
 depends_on = "0004"
 
+BUCKETS = 18  # len(jobs.ops.models.BOUNDS) when this revision was written
+
 
 def upgrade() -> None:
     op.create_table(
         "health_sample",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("epoch", sa.Integer(), nullable=False),
         sa.Column("resolution", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
         sa.Column("samples", sa.Integer(), nullable=False),
         sa.Column("db_ok", sa.Boolean(), nullable=False),
@@ -36,9 +39,25 @@ def upgrade() -> None:
         sa.Column("data", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index("ix_health_sample_at", "health_sample", ["at"])
+    op.create_index("ix_health_sample_epoch", "health_sample", ["epoch"])
+    op.create_table(
+        "health_kind",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("epoch", sa.Integer(), nullable=False),
+        sa.Column("resolution", sa.String(length=8), nullable=False),
+        sa.Column("kind", sa.String(length=64), nullable=False),
+        sa.Column("finished", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.Column("duration_sum", sa.Float(), nullable=False),
+        *(sa.Column(f"d{i}", sa.Integer(), nullable=False) for i in range(BUCKETS)),
+        *(sa.Column(f"q{i}", sa.Integer(), nullable=False) for i in range(BUCKETS)),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_health_kind_epoch", "health_kind", ["epoch"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_health_sample_at", table_name="health_sample")
+    op.drop_index("ix_health_kind_epoch", table_name="health_kind")
+    op.drop_table("health_kind")
+    op.drop_index("ix_health_sample_epoch", table_name="health_sample")
     op.drop_table("health_sample")
