@@ -311,12 +311,24 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_status)
         finally:
-            route = scope.get("path_template") or "unmatched"  # type: ignore[typeddict-item]
-            method = scope.get("method", "GET")
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            if route not in STREAMS:
-                HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - began)
+            key = (scope.get("method", "GET"), scope.get("path_template") or "unmatched", status)
+            children = _CHILDREN.get(key) or _children(key)
+            children[0].inc()
+            if children[1] is not None:
+                children[1].observe(time.perf_counter() - began)
     return middleware
+
+
+# labelled children by (method, route template, status): ``labels()`` costs a lock and a few
+# allocations per call, a dict lookup does not (the keys are few: routes × methods × statuses)
+_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _children(key: tuple[str, str, int]) -> tuple[Any, Any]:
+    method, route, status = key
+    latency = None if route in STREAMS else HTTP_LATENCY.labels(method, route)
+    found = _CHILDREN[key] = (HTTP_REQUESTS.labels(method, route, str(status)), latency)
+    return found
 
 
 COUNT = JobCount.__table__  # type: ignore[attr-defined]
