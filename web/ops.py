@@ -40,7 +40,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis.exceptions import RedisError
 from sse_starlette import ServerSentEvent
 
-from jobs.caches import cache_stats
+from jobs.caches import FunctionCache, cache_stats
 from jobs.db import as_utc, reads, utcnow
 from jobs.engine import Engine, redis_client
 from jobs.events import Event, latest_id, read_after
@@ -607,6 +607,20 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{text} {unit}".strip()
 
 
+def _register_function_caches() -> None:
+    """The lru_caches of pure functions in the domains below (bounded in size; a result of
+    theirs never goes stale), shown with the others on /operations."""
+    from jobs.prices import calendar
+    from jobs.simulation import catalog
+
+    for name, fn in (("prices.calendar.nyse_holidays", calendar._nyse_holidays),
+                     ("prices.calendar.year", calendar._year),
+                     ("simulation.catalog.default_models", catalog._default_models),
+                     ("simulation.catalog.models_file", catalog._read_models_file_version)):
+        FunctionCache(name, fn)
+
+
+_register_function_caches()
 ENV.filters["fig"] = _fmt
 ENV.globals["ops_badge"] = lambda: Markup(render_badge(
     MONITOR.live if MONITOR else {"status": "amber", "reasons": ["starting"]}))

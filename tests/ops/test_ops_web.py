@@ -128,7 +128,8 @@ def test_the_operations_page_shows_charts_workers_and_caches(web: TestClient[Any
         r = web.get("/operations", params={"window": window})
         assert r.status_code == 200
         for testid in ("ops-panel", "chart-db_ms", "chart-lag_ms", "ops-workers", "ops-caches",
-                       "ops-kinds", "ops-trends", "cache-web.finished_rows"):
+                       "ops-kinds", "ops-trends", "cache-web.finished_rows", "cache-ops.history",
+                       "cache-prices.calendar.year"):
             assert f'data-testid="{testid}"' in r.text, (window, testid)
         assert f"topic=opspage:{window}" in r.text
     assert web.get("/operations", params={"window": "1y"}).status_code == 400
