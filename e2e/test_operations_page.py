@@ -145,6 +145,9 @@ def test_the_operations_page_charts_show_values_on_hover(
     token = mark(page)
     chart = page.get_by_test_id("chart-db_ms")
     # samples arrive every 2 s: the panel is re-rendered live as they come
+    latest = page.get_by_test_id("latest-sample")
+    shown = latest.inner_text()
+    expect(latest).not_to_have_text(shown, timeout=15_000)
     expect(chart.locator("circle").first).to_be_attached(timeout=15_000)
     title = chart.locator("circle title").first.text_content() or ""
     assert "UTC:" in title and "ms" in title, title

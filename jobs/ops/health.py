@@ -303,8 +303,9 @@ async def sample_and_prune(engine: Any) -> None:
     settings = ops_settings()
     sample = await take_sample(engine)
     await prune(engine.db, sample["at"], settings.health_retention_days, settings.health_raw_hours)
-    await engine.publish(("health", ("opspage",), {"id": sample["id"],
-                                                   "at": sample["at"].isoformat()}))
+    # the operations page's topic is per window (opspage:1h, ...): tell each
+    topics = tuple(f"opspage:{w}" for w in WINDOWS)
+    await engine.publish(("health", topics, {"id": sample["id"], "at": sample["at"].isoformat()}))
 
 
 # -- reading the history ----------------------------------------------------------------------
