@@ -59,6 +59,7 @@ from jobs.ops.logbuffer import (
 from jobs.ops.settings import ops_settings
 from jobs.status import ACTIVE_STATUSES, TERMINAL_STATUSES
 from web.common import page
+from web.events import id_key
 from web.render import ENV, render
 from web.slice import Message, NavEntry, Region, WebSlice
 
@@ -226,7 +227,7 @@ class Monitor:
                         self.take(event)
                     if position is not None and position != "0-0":
                         newest = await latest_id(client)
-                        if health_key(newest) < health_key(position):  # the stream was wiped
+                        if id_key(newest) < id_key(position):  # the stream was wiped
                             position = "0-0"
                 except asyncio.CancelledError:
                     raise
@@ -248,11 +249,6 @@ class Monitor:
                              "level": line.get("level", "info"), "logger": "marketdesk.job",
                              "message": line.get("message", ""), "job": event.data.get("job_id"),
                              "source": "job"})
-
-
-def health_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms or 0), int(seq or 0)
 
 
 MONITOR: Monitor | None = None
