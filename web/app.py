@@ -74,10 +74,10 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
             create_static_files_router(path="/static", directories=[STATIC_DIR],
                                        include_in_schema=False),
         ],
-        lifespan=[lifespan],
+        lifespan=[lifespan, *(hook for s in slices for hook in s.lifespan)],
         dependencies=DEPENDENCIES,
         request_class=HTMXRequest,
-        middleware=[security_middleware(settings)],
+        middleware=[security_middleware(settings), *(m for s in slices for m in s.middleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(title="marketdesk", version="0.1.0", path="/schema"),
         # exceptions are logged by web.common.internal_error: the unexpected ones only

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from cachetools import LRUCache
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from jobs.caches import BoundedCache
 from jobs.engine import job_payload
 from jobs.models import Job
 from jobs.status import ALL_STATUSES, TERMINAL_STATUSES
@@ -81,7 +81,9 @@ def render(template: str, **context: Any) -> str:
 
 # A finished job's row never changes again: keep its HTML, keyed by job, version and embed mode.
 # Lists of jobs are mostly finished jobs, so a page of them costs a lookup per row, not a render.
-_FINISHED_ROWS: LRUCache[tuple[str, str, bool], Markup] = LRUCache(maxsize=4096)
+# (Bounded in age too, and counted on the operations page, like every in-process cache.)
+_FINISHED_ROWS: BoundedCache[tuple[str, str, bool], Markup] = BoundedCache(
+    "web.finished_rows", maxsize=4096, ttl=3600)
 _TERMINAL = frozenset(str(s) for s in TERMINAL_STATUSES)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobs.domain import load_domains
 
@@ -62,6 +62,10 @@ class WebSlice:
     # a folder of templates of its own (a slice shipped outside this repository); the
     # built-in slices keep theirs in templates/<name>/
     templates: Path | None = None
+    # ASGI middleware (Litestar middleware factories) and lifespan context managers
+    # (fn(app) -> async context manager) the app adds for this slice, after its own
+    middleware: tuple[Any, ...] = ()
+    lifespan: tuple[Any, ...] = ()
 
 
 @lru_cache(maxsize=1)

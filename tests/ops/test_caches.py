@@ -1,0 +1,105 @@
+"""Bounded caches: size and age limits, values nobody can change, counts, threads."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from jobs.caches import BoundedCache, all_caches, cache_stats
+from web.render import job_row
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_cache_holds_at_most_maxsize_entries_least_recently_used_out_first() -> None:
+    cache: BoundedCache[int, str] = BoundedCache("test.size", maxsize=3, ttl=60)
+    for i in range(3):
+        cache[i] = str(i)
+    assert cache.get(0) == "0"  # 0 is now the most recently used
+    cache[3] = "3"
+    assert len(cache) == 3
+    assert cache.get(1) is None  # the least recently used went
+    assert cache.get(0) == "0" and cache.get(3) == "3"
+
+
+def test_an_entry_expires_after_ttl() -> None:
+    clock = Clock()
+    cache: BoundedCache[str, int] = BoundedCache("test.age", maxsize=10, ttl=5, timer=clock)
+    cache["a"] = 1
+    clock.now = 4.9
+    assert cache.get("a") == 1
+    clock.now = 5.1
+    assert cache.get("a") is None
+    assert len(cache) == 0
+
+
+def test_values_handed_out_cannot_be_changed_by_callers() -> None:
+    cache: BoundedCache[str, object] = BoundedCache("test.frozen", maxsize=10, ttl=60)
+    original = {"symbols": ["AAPL"], "meta": {"n": 1}, "tags": {"x"}}
+    cache["k"] = original
+    got = cache.get("k")
+    with pytest.raises(TypeError):
+        got["symbols"] = []  # type: ignore[index]
+    with pytest.raises(TypeError):
+        got["meta"]["n"] = 2  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        got["symbols"].append("MSFT")  # type: ignore[index]
+    original["symbols"].append("MSFT")  # the caller's own object is not the cached one
+    assert cache.get("k")["symbols"] == ("AAPL",)  # type: ignore[index]
+
+
+def test_hits_and_misses_are_counted_and_registered_by_name() -> None:
+    cache: BoundedCache[str, int] = BoundedCache("test.counts", maxsize=10, ttl=60)
+    assert cache.get("x") is None
+    assert cache.get_or_set("x", lambda: 7) == 7
+    assert cache.get("x") == 7
+    stats = next(s for s in cache_stats() if s["name"] == "test.counts")
+    assert (stats["hits"], stats["misses"], stats["size"]) == (1, 2, 1)
+    # a module reloaded registers its new cache under the same name, in place of the old one
+    again: BoundedCache[str, int] = BoundedCache("test.counts", maxsize=10, ttl=60)
+    assert [c for c in all_caches() if c.name == "test.counts"] == [again]
+
+
+def test_concurrent_threads_keep_the_bound_and_the_counts() -> None:
+    cache: BoundedCache[int, int] = BoundedCache("test.threads", maxsize=50, ttl=60)
+    errors: list[BaseException] = []
+
+    def hammer(seed: int) -> None:
+        try:
+            for i in range(5000):
+                key = (seed * 7919 + i) % 200
+                if cache.get(key) is None:
+                    cache[key] = key
+        except BaseException as exc:  # pragma: no cover - the failure we look for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(cache) <= 50
+    assert cache.hits + cache.misses == 8 * 5000
+
+
+def test_the_finished_rows_cache_of_the_web_is_a_bounded_registered_cache() -> None:
+    from jobs.db import utcnow
+    from jobs.models import Job
+
+    job = Job(id="f" * 32, kind="prices.download", status="completed", finished_at=utcnow(),
+              started_at=utcnow())
+    before = next(s for s in cache_stats() if s["name"] == "web.finished_rows")
+    first = job_row(job, embed=False)
+    second = job_row(job, embed=False)
+    after = next(s for s in cache_stats() if s["name"] == "web.finished_rows")
+    assert first == second
+    assert after["hits"] >= before["hits"] + 1
+    assert after["maxsize"] == 4096 and after["ttl"] > 0

@@ -1,0 +1,168 @@
+"""What the web answers by itself: /api/health, history, logs, /metrics, the pages, the
+badge, bad input, and timezone-aware times in every payload."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime
+from typing import Any
+
+import sqlmodel
+from litestar.testing import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from jobs.db import UTCDateTime
+
+ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def _times(value: Any, path: str = "$") -> list[tuple[str, str]]:
+    """Every string in a payload that reads as a date and time, with where it is."""
+    found: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found += _times(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += _times(v, f"{path}[{i}]")
+    elif isinstance(value, str) and ISO_RE.match(value):
+        found.append((path, value))
+    return found
+
+
+def assert_all_aware(payload: Any) -> int:
+    times = _times(payload)
+    naive = [(p, v) for p, v in times if datetime.fromisoformat(v).tzinfo is None]
+    assert not naive, f"naive datetimes in the payload: {naive[:5]}"
+    return len(times)
+
+
+def test_api_health_answers_from_the_live_check_and_names_what_is_wrong(web: TestClient[Any]) -> None:
+    r = web.get("/api/health")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["components"]["database"]["ok"] and body["components"]["redis"]["ok"]
+    assert body["components"]["database"]["latency_ms"] is not None
+    # this app runs no worker: degraded, and it says why
+    assert body["status"] == "amber"
+    assert "no worker alive" in body["reasons"]
+    assert body["workers"] == {"alive": 0, "ids": []}
+    lag = next(iter(body["event_loop_lag"].values()))
+    assert set(lag) >= {"max_ms", "p99_ms"}
+
+
+def test_history_refuses_an_unknown_window_naming_the_allowed_ones(web: TestClient[Any]) -> None:
+    r = web.get("/api/health/history", params={"window": "2h"})
+    assert r.status_code == 400
+    assert "window" in r.json()["detail"] and "1h, 24h, 30d" in r.json()["detail"]
+    for window in ("1h", "24h", "30d"):
+        r = web.get("/api/health/history", params={"window": window})
+        assert r.status_code == 200 and r.json()["window"] == window
+
+
+def test_api_logs_shows_this_process_lines_masked_and_filters_them(web: TestClient[Any]) -> None:
+    logging.getLogger("marketdesk.test.ops").warning(
+        "calling https://www.alphavantage.co/query?symbol=IBM&apikey=WEBSECRET42 for job %s", "b" * 32)
+    r = web.get("/api/logs", params={"logger": "marketdesk.test", "level": "warning"})
+    assert r.status_code == 200, r.text
+    lines = r.json()["lines"]
+    assert lines, r.json()
+    line = lines[-1]
+    assert "WEBSECRET42" not in line["message"] and "apikey=***" in line["message"]
+    assert line["job"] == "b" * 32 and line["level"] == "warning"
+    assert web.get("/api/logs", params={"job": "b" * 32}).json()["lines"]
+    assert not web.get("/api/logs", params={"logger": "marketdesk.test", "level": "error"}).json()["lines"]
+    page = web.get("/logs", params={"logger": "marketdesk.test"})
+    assert page.status_code == 200 and "apikey=***" in page.text and "WEBSECRET42" not in page.text
+
+
+def test_api_logs_refuses_bad_filters_naming_the_field(web: TestClient[Any]) -> None:
+    for params, field in (({"level": "loud"}, "level"), ({"job": "not-a-job"}, "job"),
+                          ({"since": "yesterday"}, "since"), ({"limit": "0"}, "limit"),
+                          ({"logger": "a b"}, "logger")):
+        r = web.get("/api/logs", params=params)
+        assert r.status_code == 400, (params, r.text)
+        assert r.json()["detail"].startswith(field), r.json()
+    assert web.get("/logs", params={"level": "loud"}).status_code == 400
+
+
+def test_metrics_parse_and_count_requests_per_route(web: TestClient[Any]) -> None:
+    def requests_to(route: str) -> float:
+        text = web.get("/metrics").text
+        for family in text_string_to_metric_families(text):
+            if family.name == "marketdesk_http_requests":
+                return sum(s.value for s in family.samples
+                           if s.name.endswith("_total") and s.labels["route"] == route
+                           and s.labels["status"] == "200")
+        return 0.0
+
+    before = requests_to("/api/jobs/{job_id}")
+    assert web.get("/api/jobs/" + "0" * 32).status_code == 404
+    web.get("/api/jobs")
+    web.get("/api/jobs")
+    assert requests_to("/api/jobs") >= 2
+    assert requests_to("/api/jobs/{job_id}") == before  # the 404 counts under its own status
+    families = {f.name: f for f in text_string_to_metric_families(web.get("/metrics").text)}
+    assert {"marketdesk_http_request_duration_seconds", "marketdesk_component_up",
+            "marketdesk_workers_alive", "marketdesk_event_loop_lag_seconds",
+            "marketdesk_jobs_finished"} <= set(families)
+    up = {s.labels["component"]: s.value for s in families["marketdesk_component_up"].samples}
+    assert up == {"database": 1.0, "redis": 1.0}
+    assert web.get("/metrics").headers["content-type"].startswith("text/plain")
+
+
+def test_every_page_carries_the_badge_and_subscribes_to_its_topic(web: TestClient[Any]) -> None:
+    for path in ("/", "/jobs", "/prices", "/operations", "/logs"):
+        r = web.get(path)
+        assert r.status_code == 200, (path, r.text[:300])
+        assert 'data-testid="ops-badge"' in r.text, path
+        assert re.search(r'sse-connect="/events\?[^"]*topic=ops[&"]', r.text), path
+    embedded = web.get("/operations", params={"embed": "1"})
+    assert embedded.status_code == 200 and 'data-testid="ops-badge"' not in embedded.text
+    assert "topic=ops&" not in embedded.text and 'data-testid="ops-panel"' in embedded.text
+
+
+def test_the_operations_page_shows_charts_workers_and_caches(web: TestClient[Any]) -> None:
+    for window in ("1h", "24h", "30d"):
+        r = web.get("/operations", params={"window": window})
+        assert r.status_code == 200
+        for testid in ("ops-panel", "chart-db_ms", "chart-lag_ms", "ops-workers", "ops-caches",
+                       "ops-kinds", "ops-trends", "cache-web.finished_rows", "cache-ops.history",
+                       "cache-prices.calendar.year"):
+            assert f'data-testid="{testid}"' in r.text, (window, testid)
+        assert f"topic=opspage:{window}" in r.text
+    assert web.get("/operations", params={"window": "1y"}).status_code == 400
+
+
+def test_every_datetime_in_the_models_is_timezone_aware() -> None:
+    """Every datetime column of every table (the engine's and the domains') is UTCDateTime."""
+    from jobs.migrate import target_metadata
+
+    target_metadata()  # imports every domain's tables
+
+    naive = []
+    for table in sqlmodel.SQLModel.metadata.tables.values():
+        for column in table.columns:
+            python_type = getattr(column.type, "python_type", None)
+            try:
+                is_datetime = python_type is datetime or column.type.python_type is datetime
+            except NotImplementedError:
+                is_datetime = False
+            if is_datetime and not isinstance(column.type, UTCDateTime):
+                naive.append(f"{table.name}.{column.name}")
+    assert not naive, f"datetime columns that may hand back naive times: {naive}"
+
+
+def test_every_datetime_in_the_api_payloads_is_timezone_aware(web: TestClient[Any]) -> None:
+    r = web.post("/api/jobs", json={"kind": "prices.download", "params": {
+        "symbols": ["AAPL"], "start_date": "2025-01-02", "end_date": "2025-01-10"}})
+    assert r.status_code in (202, 201), r.text
+    job_id = r.json()["id"] if "id" in r.json() else r.json()["job_id"]
+    seen = 0
+    for path in ("/api/health", "/api/health/history?window=1h", "/api/logs",
+                 "/api/jobs", f"/api/jobs/{job_id}", "/api/prices/coverage", "/api/models"):
+        resp = web.get(path)
+        assert resp.status_code == 200, (path, resp.text[:200])
+        seen += assert_all_aware(resp.json())
+    assert seen > 5  # the audit looked at real times
