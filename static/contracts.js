@@ -87,6 +87,10 @@
     form.submit();
   });
 
+  document.addEventListener("htmx:afterSwap", function (ev) {
+    var days = document.getElementById("contract-days");
+    if (days && ev.target === days) days.scrollIntoView({ block: "nearest" });
+  });
   ["htmx:afterSwap", "htmx:afterSettle", "htmx:sseMessage"].forEach(function (name) {
     document.addEventListener(name, function () { apply(); tick(); });
   });

@@ -155,10 +155,9 @@ async def contracts_page(request: HTMXRequest, engine: Engine, exchange: str = "
                          var: str = "cu") -> Response[str]:
     exchange, var = _pair(exchange, var)
     found = await service.answer(engine, exchange, var)
-    return page(request, "contracts/page.html", exchange=exchange, var=var,
-                known=catalog.known(), topic=topic_of(exchange, var),
-                **_state_context(exchange, var, found.row, found.running),
-                **_table_context(exchange, var, found.row, found.running))
+    return page(request, "contracts/page.html", known=catalog.known(), topic=topic_of(exchange, var),
+                **(_state_context(exchange, var, found.row, found.running)
+                   | _table_context(exchange, var, found.row, found.running)))
 
 
 @post("/contracts/refresh", name="contracts-refresh")
@@ -257,7 +256,7 @@ def heatmap(days: dict[str, Any]) -> dict[str, Any]:
         iso = day.isoformat()
         kind = state.get(iso, "closed" if not calendar.is_trading_day(day) else "missing")
         cells.append({"x": x, "y": y, "date": iso, "state": kind})
-        if day.day == 1 or day == start:
+        if (day.day == 1 or day == start) and (not months or x - months[-1]["x"] >= 36):
             months.append({"x": x, "label": day.strftime("%b %y")})
         day += timedelta(days=1)
     weeks = (end - first_monday).days // 7 + 1

@@ -20,7 +20,7 @@ from jobs.context import JobCancelled, JobContext, JobFailed
 from jobs.contracts import catalog as ccatalog
 from jobs.contracts import lake
 from jobs.contracts import store as cstore
-from jobs.contracts.settings import contracts_settings
+from jobs.contracts.settings import ContractsSettings, contracts_settings
 from jobs.contracts.stats import completeness, contract_stats
 from jobs.db import Database, today_utc, utcnow
 from jobs.registry import JobKind
@@ -79,15 +79,16 @@ class Built:
 
 
 async def build_snapshot(db: Database, exchange: str, var: str, *, refresh_catalog: bool = False,
-                         ctx: JobContext | None = None, topic_events: bool = True) -> Built:
+                         ctx: JobContext | None = None, settings: ContractsSettings | None = None
+                         ) -> Built:
     """Fetch (or read) the catalog, scan the lake (through the scan cache), compute every
     contract's coverage and store the snapshot. Raises CatalogError or LakeError."""
-    settings = contracts_settings()
+    settings = settings or contracts_settings()
     started = time.perf_counter()
     report = _Reporter(ctx, exchange, var) if ctx is not None else None
     if report:
         await report(0, None, "catalog: refreshing live" if refresh_catalog else "catalog")
-    cat = await ccatalog.get_catalog(db, exchange, var, refresh=refresh_catalog)
+    cat = await ccatalog.get_catalog(db, exchange, var, refresh=refresh_catalog, settings=settings)
     t_catalog = time.perf_counter()
     symbols = [c.symbol for c in cat.contracts]
     loop = asyncio.get_running_loop()

@@ -104,7 +104,7 @@ def rules_contracts(exchange: str, var: str, today: date, years: int) -> list[Co
     out = []
     year, month = _month_add(today.year - years, today.month, 0)
     end = _month_add(today.year, today.month, 12)
-    oldest = date(today.year - years, today.month, 1)
+    oldest = date(today.year - years, today.month, min(today.day, 28))
     while (year, month) <= end:
         expiry, opened = expiry_of(year, month), open_of(year, month)
         if expiry >= oldest and opened <= today:
@@ -186,26 +186,28 @@ class FileProvider:
         return found[exchange][var]
 
 
-_PROVIDERS: dict[str, Provider] = {}
+_PROVIDERS: dict[tuple[Any, ...], Provider] = {}
 
 
 def provider(settings: ContractsSettings | None = None) -> Provider:
     settings = settings or contracts_settings()
-    name = settings.contracts_catalog
-    if name not in _PROVIDERS:
-        _PROVIDERS[name] = RulesProvider(settings) if name == "rules" else FileProvider(settings)
-    return _PROVIDERS[name]
+    key = (settings.contracts_catalog, settings.contracts_catalog_file,
+           settings.contracts_rules_latency_ms, settings.contracts_history_years)
+    if key not in _PROVIDERS:
+        _PROVIDERS[key] = RulesProvider(settings) if key[0] == "rules" else FileProvider(settings)
+    return _PROVIDERS[key]
 
 
 def known() -> dict[str, tuple[str, ...]]:
     return provider().known()
 
 
-async def get_catalog(db: Database, exchange: str, var: str, *, refresh: bool) -> Catalog:
+async def get_catalog(db: Database, exchange: str, var: str, *, refresh: bool,
+                      settings: ContractsSettings | None = None) -> Catalog:
     """The catalog for a build: fetched live when ``refresh`` (or when the cached one is older
     than MARKETDESK_CONTRACTS_CATALOG_TTL_S, or there is none); else the cached one. A live
     fetch that fails falls back to the cached catalog, saying why."""
-    settings = contracts_settings()
+    settings = settings or contracts_settings()
     cached = await cstore.cached_catalog(db, exchange, var)
     now = utcnow()
     if cached is not None and not refresh:
