@@ -57,7 +57,8 @@ async def test_cache_hits_when_nothing_changed_and_rescans_exactly_the_changed_f
     assert calendar.from_mask(held_mask(after.scans["SHFE.cu2502"])) == [*DAYS, new_day]
 
 
-async def test_invalid_folder_names_are_ignored_and_no_data_markers_read(db: Database, tmp_path: Path) -> None:
+async def test_invalid_folder_names_are_ignored_and_no_data_markers_read(db: Database,
+                                                                       tmp_path: Path) -> None:
     settings, root = make_lake(tmp_path)
     folder = symbol_dir(root, "SHFE.cu2501")
     for junk in ("date=2024-13-01", "date=2024-02-30", "date=abc", "date=2024-3-8", "_tmp", "date="):
