@@ -12,10 +12,14 @@ from jobs.domain import Domain
 
 
 def _warm_up() -> None:
-    """The holiday calendar loads its data on first use."""
-    from jobs.contracts import calendar
+    """The holiday calendar loads its data on first use; a catalog file is read once."""
+    from jobs.contracts import calendar, catalog
     from jobs.db import today_utc
 
+    try:
+        catalog.known()
+    except catalog.CatalogError:
+        pass  # a bad setting is reported where it is used, with its name
     today = today_utc()
     for year in range(today.year - 3, today.year + 2):
         calendar._year_mask(year)
