@@ -154,18 +154,20 @@ def page_render(stack, repeat: int) -> list[list[str]]:
     async def in_process() -> tuple[float, float]:
         db = Database(stack.db_url)
         try:
-            t = time.perf_counter()
-            row = await cstore.snapshot(db, EXCHANGE, BIG)
-            read = time.perf_counter() - t
+            reads, renders = [], []
+            for _ in range(3):  # the first of each pays for the connection and the template compile
+                t = time.perf_counter()
+                row = await cstore.snapshot(db, EXCHANGE, BIG)
+                reads.append(time.perf_counter() - t)
+                web_contracts._TABLES.clear()
+                t = time.perf_counter()
+                ctx = web_contracts._table_context(EXCHANGE, BIG, row, None)
+                html = render("contracts/table.html", **ctx)
+                renders.append(time.perf_counter() - t)
+                assert html.count("<tr") > 1
         finally:
             await db.dispose()
-        web_contracts._TABLES.clear()
-        t = time.perf_counter()
-        ctx = web_contracts._table_context(EXCHANGE, BIG, row, None)
-        html = render("contracts/table.html", **ctx)
-        cold = time.perf_counter() - t
-        assert html.count("<tr") > 1
-        return read, cold
+        return min(reads[1:]), min(renders[1:])
 
     read, cold = asyncio.run(in_process())
     walls = []

@@ -154,7 +154,7 @@ REGIONS = (
 async def contracts_page(request: HTMXRequest, engine: Engine, exchange: str = "SHFE",
                          var: str = "cu") -> Response[str]:
     exchange, var = _pair(exchange, var)
-    found = await service.answer(engine, exchange, var)
+    found = await service.answer(engine, exchange, var, payload=True)
     return page(request, "contracts/page.html", known=catalog.known(), topic=topic_of(exchange, var),
                 **(_state_context(exchange, var, found.row, found.running)
                    | _table_context(exchange, var, found.row, found.running)))
@@ -166,7 +166,7 @@ async def refresh_form(request: HTMXRequest, engine: Engine,
                        ) -> Response[str]:
     """The Refresh button: a build that refreshes the catalog live; the table stays."""
     exchange, var = _pair(data.get("exchange"), data.get("var"))
-    found = await service.answer(engine, exchange, var, refresh=True, payload=False)
+    found = await service.answer(engine, exchange, var, refresh=True)
     context = _state_context(exchange, var, found.row, found.running)
     if "error" in found.job:
         context["last_error"] = found.job["error"]
@@ -197,7 +197,7 @@ async def api_contracts(engine: Engine, exchange: str | None = None, var: str | 
                          "snapshot_job": {"enqueued": False, "job_id": None, "status": None}},
                         media_type=MediaType.JSON)
     found = await service.answer(engine, exchange, var, refresh=wants_refresh)
-    return Response(found.to_json().encode(), media_type=MediaType.JSON)
+    return Response(await found.to_json(engine), media_type=MediaType.JSON)
 
 
 @post("/api/contracts/build", name="api-contracts-build", status_code=HTTP_202_ACCEPTED)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cachetools import LRUCache
+
 from jobs import queue
 from jobs.contracts import store as cstore
 from jobs.contracts.build import BUILD, KIND
@@ -39,13 +41,36 @@ class Answer:
                 "last_refresh_error": row.last_error if row else None,
                 "last_refresh_error_at": row.last_error_at.isoformat() if row and row.last_error_at else None}
 
-    def to_json(self) -> str:
-        """The API's answer: the stored payload as it is, with the head's fields in front."""
-        head = json.dumps(self.head())
-        if self.has_snapshot and self.row and self.row.payload:
-            return head[:-1] + ", " + self.row.payload[1:]
+    async def to_json(self, engine: Engine) -> bytes:
+        """The API's answer: the stored payload as it is (read once per snapshot and process),
+        with the head's fields in front."""
+        head = json.dumps(self.head()).encode()
+        if self.row is not None and self.row.built_at is not None:
+            body = await payload_bytes(engine, self.exchange, self.var, self.row)
+            if body is not None:
+                return head[:-1] + b", " + body[1:]
         return json.dumps({"ok": False, "error": "contracts_snapshot_building",
-                           "exchange": self.exchange, "var": self.var, **self.head()})
+                           "exchange": self.exchange, "var": self.var, **self.head()}).encode()
+
+
+# the stored payloads this process has read, per (exchange, var) and build time: a snapshot
+# never changes once written, so the request path reads only its small columns
+_PAYLOADS: LRUCache[tuple[str, str, str], bytes] = LRUCache(maxsize=64)
+
+
+async def payload_bytes(engine: Engine, exchange: str, var: str, row: cstore.SnapshotRow) -> bytes | None:
+    assert row.built_at is not None
+    key = (exchange, var, row.built_at.isoformat())
+    body = _PAYLOADS.get(key)
+    if body is None:
+        text = row.payload
+        if text is None:
+            full = await cstore.snapshot(engine.db, exchange, var)
+            if full is None or full.built_at != row.built_at or full.payload is None:
+                return None  # replaced meanwhile: the caller's row is the older one
+            text = full.payload
+        body = _PAYLOADS[key] = text.encode()
+    return body
 
 
 def age_of(built_at: datetime | None, now: datetime) -> float | None:
@@ -53,7 +78,7 @@ def age_of(built_at: datetime | None, now: datetime) -> float | None:
 
 
 async def answer(engine: Engine, exchange: str, var: str, *, refresh: bool = False,
-                 payload: bool = True) -> Answer:
+                 payload: bool = False) -> Answer:
     """The snapshot at once; a build enqueued (or joined) when it is missing, stale or a refresh
     is asked for. A full queue or an unreachable Redis does not stop the answer: the
     snapshot_job says why no build started."""
