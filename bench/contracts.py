@@ -143,6 +143,27 @@ async def api_load(stack, var: str, clients: int, duration: float) -> list[str]:
             f"{size / 1024:.0f} KiB", errors, stale]
 
 
+async def answer_in_process(db_url: str, var: str, n: int) -> list[str]:
+    """The server's own work for one cache-mode answer (read, decide, the JSON bytes), without
+    HTTP: what stays flat whatever the size of the lake."""
+    from jobs.contracts import service
+    from jobs.engine import Engine
+    from jobs.settings import Settings
+
+    engine = Engine(Settings(database_url=db_url), "redis://127.0.0.1:1/0")  # a fresh snapshot: no Redis
+    samples = []
+    try:
+        for _ in range(n):
+            t = time.perf_counter()
+            found = await service.answer(engine, EXCHANGE, var)
+            body = await found.to_json(engine)
+            samples.append(time.perf_counter() - t)
+            assert found.job["job_id"] is None and not found.stale
+    finally:
+        await engine.close()
+    return [var, n, *latency_cells(samples[n // 10:]), f"{len(body) / 1024:.0f} KiB"]
+
+
 def page_render(stack, repeat: int) -> list[list[str]]:
     import httpx
 
@@ -243,6 +264,9 @@ def main() -> None:
                             "errors", "stale answers"], api_rows))
             big99, tiny99 = (float(api_rows[0][5]), float(api_rows[1][5]))
             print(f"\nbig/tiny p99: {big99 / tiny99:.2f}")
+            print("\n## The same answer in process, without HTTP (the server's own work)\n")
+            inproc = [asyncio.run(answer_in_process(db_url, var, 2000)) for var in (BIG, TINY)]
+            print(md_table(["lake", "answers", "p50 ms", "p95 ms", "p99 ms", "max ms", "answer"], inproc))
             print(f"\n## The /contracts page with {args.contracts} contracts (target < 100 ms server-side)\n")
             print(md_table(["what", "median ms", "max ms", "size"], page_render(stack, 20)))
         print(f"\nload average {os.getloadavg()[0]:.1f} at the end")

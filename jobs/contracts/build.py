@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-from jobs.context import JobCancelled, JobContext, JobFailed
+from jobs.context import JobCancelled, JobContext, JobFailed, cancellable
 from jobs.contracts import catalog as ccatalog
 from jobs.contracts import lake
 from jobs.contracts import store as cstore
@@ -88,20 +88,28 @@ async def build_snapshot(db: Database, exchange: str, var: str, *, refresh_catal
     report = _Reporter(ctx, exchange, var) if ctx is not None else None
     if report:
         await report(0, None, "catalog: refreshing live" if refresh_catalog else "catalog")
-    cat = await ccatalog.get_catalog(db, exchange, var, refresh=refresh_catalog, settings=settings)
+    fetching = ccatalog.get_catalog(db, exchange, var, refresh=refresh_catalog, settings=settings)
+    cat = await (cancellable(ctx, fetching) if ctx is not None else fetching)  # a slow catalog
     t_catalog = time.perf_counter()
     symbols = [c.symbol for c in cat.contracts]
     loop = asyncio.get_running_loop()
 
-    def progress(done: int) -> None:
-        if report is not None:
-            asyncio.run_coroutine_threadsafe(
-                report(done, len(symbols), f"scanning the lake ({done}/{len(symbols)} symbols)",
-                       min_interval=0.25), loop)
+    reports: list[Any] = []
 
-    scanned = await lake.scan_lake(db, settings, symbols,
-                                   cancelled=(lambda: ctx.cancelled) if ctx else (lambda: False),
-                                   progress=progress)
+    def progress(done: int) -> None:  # from the scanning thread
+        if report is not None:
+            reports.append(asyncio.run_coroutine_threadsafe(
+                report(done, len(symbols), f"scanning the lake ({done}/{len(symbols)} symbols)",
+                       min_interval=0.25), loop))
+
+    try:
+        scanned = await lake.scan_lake(db, settings, symbols,
+                                       cancelled=(lambda: ctx.cancelled) if ctx else (lambda: False),
+                                       progress=progress)
+    finally:
+        # every progress step is out before the snapshot's event (a late one would show the
+        # build as still running after it ended)
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in reports), return_exceptions=True)
     today = today_utc()
     rows = await asyncio.to_thread(
         lambda: [contract_stats(c, scanned.scans.get(c.symbol), today) for c in cat.contracts])
@@ -140,9 +148,9 @@ class _Reporter:
         self.ctx, self.topic = ctx, topic_of(exchange, var)
 
     async def __call__(self, done: int, total: int | None, phase: str, min_interval: float = 0.0) -> None:
-        before = self.ctx.progress_done, self.ctx.phase
+        written = self.ctx._progress_written
         await self.ctx.progress(done, total, phase, min_interval=min_interval)
-        if (self.ctx.progress_done, self.ctx.phase) != before or done == 0:
+        if self.ctx._progress_written != written:  # the step was recorded, not only kept in memory
             await self.ctx.engine.publish((BUILD_EVENT, (self.topic,), {
                 "job_id": self.ctx.job_id, "done": done, "total": total, "phase": phase}))
 
@@ -152,9 +160,9 @@ async def run_build(ctx: JobContext, params: BuildParams) -> dict[str, Any]:
     try:
         built = await build_snapshot(ctx.engine.db, params.exchange, params.var,
                                      refresh_catalog=params.refresh_catalog, ctx=ctx)
-    except (JobCancelled, asyncio.CancelledError):
+    except JobCancelled:
         await ctx.engine.publish((BUILD_EVENT, (topic,), {"job_id": ctx.job_id, "state": "cancelled"}))
-        raise JobCancelled() from None
+        raise
     except (ccatalog.CatalogError, lake.LakeError) as exc:
         await cstore.record_failure(ctx.engine.db, params.exchange, params.var, "build", str(exc), utcnow())
         await ctx.engine.publish((SNAPSHOT_EVENT, (topic,), {"ok": False, "error": str(exc),

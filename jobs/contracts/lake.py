@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from jobs.context import JobCancelled
 from jobs.contracts import calendar
 from jobs.contracts import store as cstore
 from jobs.contracts.settings import ContractsSettings
@@ -106,7 +107,7 @@ def _stat_and_scan(root: Path, symbols: list[str], cached: dict[str, Scan],
     for i, symbol in enumerate(symbols):
         if i % 50 == 0:
             if cancelled():
-                raise asyncio.CancelledError()
+                raise JobCancelled()
             progress(i)
         path = symbol_dir(root, symbol)
         try:

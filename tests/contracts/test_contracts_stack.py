@@ -275,3 +275,26 @@ def test_the_cli_builds_and_follows(desk: Stack, tmp_path: Path) -> None:
         folders = list((target / "v1" / "ticks").glob("symbol=SHFE.al*/date=*"))
         assert len(folders) > 1000
     shutil.rmtree(tmp_path)
+
+
+def test_a_cancelled_build_stops_at_once_and_keeps_the_snapshot(desk: Stack) -> None:
+    before = ensure_snapshot(desk)
+    r = CLIENT.post(f"{desk.url}/api/contracts/build",
+                    json={"exchange": "SHFE", "var": "cu", "refresh_catalog": True})
+    job_id = r.json()["job_id"]
+    desk.wait(job_id, {"running"}, timeout=30)  # fetching the catalog (LATENCY_S)
+    assert CLIENT.post(f"{desk.url}/api/jobs/{job_id}/cancel").status_code == 200
+    job = desk.wait(job_id, timeout=30)
+    assert job["status"] == "cancelled"
+    # cancelled while waiting for the catalog, not after it answered
+    assert _seconds(job["finished_at"]) - _seconds(job["started_at"]) < LATENCY_S
+    after, _ = get(desk, exchange="SHFE", var="cu")
+    assert after["snapshot_cached_at"] == before["snapshot_cached_at"] and after["last_refresh_error"] is None
+    state = CLIENT.get(f"{desk.url}/contracts").text
+    assert 'data-testid="building-progress"' not in state
+
+
+def _seconds(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp).timestamp()
