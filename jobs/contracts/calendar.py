@@ -84,6 +84,24 @@ def trading_mask(start: date, end: date) -> int:
     return mask & range_mask(start, end)
 
 
+@lru_cache(maxsize=8)
+def _through(year: int) -> int:
+    """Every trading day from EPOCH to the end of ``year``."""
+    mask = 0
+    for y in range(EPOCH.year, year + 1):
+        mask |= _year_mask(y)
+    return mask
+
+
+def window(start: date, end: date) -> int:
+    """The trading days from start to end as a mask relative to ``start`` (bit i: start + i
+    days): a contract's days as a small number, whatever its distance from EPOCH."""
+    if end < start:
+        return 0
+    n = end.toordinal() - start.toordinal() + 1
+    return (_through(end.year) >> offset(start)) & ((1 << n) - 1)
+
+
 def to_mask(days: Iterable[date]) -> int:
     mask = 0
     for day in days:

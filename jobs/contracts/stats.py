@@ -9,12 +9,11 @@ catalog lacks its dates, or it has not opened yet); each with its reason.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from jobs.contracts import calendar
 from jobs.contracts.catalog import Contract
-from jobs.contracts.lake import held_mask, no_data_mask
 from jobs.contracts.store import Scan
 
 STATUSES = ("not-downloaded", "incomplete", "stale", "complete", "unknown")
@@ -22,6 +21,33 @@ STATUSES = ("not-downloaded", "incomplete", "stale", "complete", "unknown")
 
 def _iso(day: date | None) -> str | None:
     return day.isoformat() if day else None
+
+
+def _relative(contract_start: date, scan: Scan | None, n: int) -> tuple[int, int]:
+    """The scan's held days and no-data days as masks relative to ``contract_start``, cut to
+    ``n`` days."""
+    if scan is None:
+        return 0, 0
+    full = (1 << n) - 1
+    held = 0
+    if scan.first_date is not None and scan.dates:
+        bits = int.from_bytes(scan.dates, "little")
+        shift = scan.first_date.toordinal() - contract_start.toordinal()
+        held = (bits << shift if shift >= 0 else bits >> -shift) & full
+    no_data = 0
+    base = contract_start.toordinal()
+    for text in scan.no_data:
+        bit = date.fromisoformat(text).toordinal() - base
+        if 0 <= bit < n:
+            no_data |= 1 << bit
+    return held, no_data
+
+
+def _day(start: date, mask: int, last: bool) -> date | None:
+    if not mask:
+        return None
+    bit = mask.bit_length() - 1 if last else (mask & -mask).bit_length() - 1
+    return start + timedelta(days=bit)
 
 
 def contract_stats(contract: Contract, scan: Scan | None, today: date) -> dict[str, Any]:
@@ -34,17 +60,20 @@ def contract_stats(contract: Contract, scan: Scan | None, today: date) -> dict[s
     if contract.open_date is None or contract.expiry is None:
         missing = "open date" if contract.open_date is None else "expiry"
         return row | {"status": "unknown", "reason": f"the catalog gives no {missing}"}
-    if contract.open_date > today:
-        return row | {"status": "unknown", "reason": f"not listed until {contract.open_date.isoformat()}"}
+    start = contract.open_date
+    if start > today:
+        return row | {"status": "unknown", "reason": f"not listed until {start.isoformat()}"}
     end = min(contract.expiry, today)
-    expected = calendar.trading_mask(contract.open_date, end)
+    n = end.toordinal() - start.toordinal() + 1
+    expected = calendar.window(start, end)
     n_expected = expected.bit_count()
-    held = held_mask(scan) & expected
-    covered = (held | no_data_mask(scan)) & expected
+    held, no_data = _relative(start, scan, n)
+    held &= expected
+    covered = (held | no_data) & expected
     n_held, n_covered = held.bit_count(), covered.bit_count()
     row |= {"expected_days": n_expected, "days_held": n_held,
             "days_missing": n_expected - n_covered, "no_data_days": n_covered - n_held,
-            "first_held": _iso(calendar.first_day(held)), "last_held": _iso(calendar.last_day(held)),
+            "first_held": _iso(_day(start, held, False)), "last_held": _iso(_day(start, held, True)),
             "coverage": round(n_covered / n_expected, 4) if n_expected else None}
     if n_expected == 0:
         return row | {"status": "unknown", "reason": "no trading day yet"}
@@ -56,8 +85,8 @@ def contract_stats(contract: Contract, scan: Scan | None, today: date) -> dict[s
     if contract.expiry >= today and last_covered < last_trading:
         behind = (expected >> (last_covered + 1)).bit_count()
         return row | {"status": "stale", "reason":
-                      f"last day held {calendar.day_at(last_covered).isoformat()} is {behind} trading "
-                      f"day{'s' if behind != 1 else ''} behind {calendar.day_at(last_trading).isoformat()}"}
+                      f"last day held {_iso(start + timedelta(days=last_covered))} is {behind} trading "
+                      f"day{'s' if behind != 1 else ''} behind {_iso(start + timedelta(days=last_trading))}"}
     if n_covered < n_expected:
         return row | {"status": "incomplete",
                       "reason": f"{n_expected - n_covered} of {n_expected} trading days missing"}
@@ -76,12 +105,16 @@ def contract_days(contract: Contract, scan: Scan | None, today: date) -> dict[st
     if contract.open_date is None or contract.expiry is None or contract.open_date > today:
         return {"symbol": contract.symbol, "start": None, "end": None, "held": [], "missing": [],
                 "no_data": []}
-    end = min(contract.expiry, today)
-    expected = calendar.trading_mask(contract.open_date, end)
-    held = held_mask(scan) & expected
-    no_data = no_data_mask(scan) & expected & ~held
+    start, end = contract.open_date, min(contract.expiry, today)
+    n = end.toordinal() - start.toordinal() + 1
+    expected = calendar.window(start, end)
+    held, no_data = _relative(start, scan, n)
+    held &= expected
+    no_data &= expected & ~held
     missing = expected & ~held & ~no_data
-    return {"symbol": contract.symbol, "start": contract.open_date.isoformat(), "end": end.isoformat(),
-            "held": [d.isoformat() for d in calendar.from_mask(held)],
-            "missing": [d.isoformat() for d in calendar.from_mask(missing)],
-            "no_data": [d.isoformat() for d in calendar.from_mask(no_data)]}
+
+    def days(mask: int) -> list[str]:
+        return [(start + timedelta(days=i)).isoformat() for i in range(n) if mask >> i & 1]
+
+    return {"symbol": contract.symbol, "start": start.isoformat(), "end": end.isoformat(),
+            "held": days(held), "missing": days(missing), "no_data": days(no_data)}
