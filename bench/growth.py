@@ -4,10 +4,11 @@ For each size step (default: 1,000 jobs + 20 symbols, 100,000 + 500, 1,000,000 +
 symbols with two years of daily bars each), a fresh database is migrated and seeded
 (bench/seed.py: a realistic mix of finished jobs, a few unfinished, one pending simulation so
 the trigger's busy check runs), `marketdesk serve` is started on it (tests.stack.Stack, no
-worker), and one client sends each request one after another (3 warm-ups, then 30 measured):
-p50 / p95 per endpoint and size. A page whose time grows with the data shows a max/min
-ratio above 1.2 (flagged). Target (issue 8): every answer within 20% from the smallest to the
-largest step.
+worker); the stacks of all steps run side by side, and one client sends each request one after
+another, in turn to each step (3 warm-ups, then 30 measured): p50 / p95 per endpoint and size.
+Interleaving the steps makes what else runs on the shared machine weigh on every size alike.
+A page whose time grows with the data shows a max/min ratio above 1.2 (flagged). Target
+(issue 8): every answer within 20% from the smallest to the largest step.
 
     uv run python bench/growth.py                        # SQLite (+ PostgreSQL if configured)
     uv run python bench/growth.py --quick                # small steps, a minute or two
@@ -151,33 +152,52 @@ def _suppress() -> Any:
     return contextlib.suppress(OSError)
 
 
-async def measure(port: int, ep: Endpoint, path: str, requests: int, warmup: int) -> Measured:
-    out = Measured()
-    client = RawClient("127.0.0.1", port)
+class Probe:
+    """One step's client: a keep-alive connection to that step's stack."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.client = RawClient("127.0.0.1", port)
+
+    async def once(self, ep: Endpoint, path: str, out: Measured, keep: bool) -> None:
+        try:
+            if ep.sse_event:
+                took, out.size = await asyncio.wait_for(
+                    sse_first(self.port, path, ep.sse_event), REQUEST_TIMEOUT)
+            else:
+                t0 = time.perf_counter()
+                status, data = await asyncio.wait_for(
+                    self.client.request(ep.method, path, ep.body), REQUEST_TIMEOUT)
+                took = time.perf_counter() - t0
+                out.size = len(data)
+                if status not in ep.ok:
+                    out.errors.append(f"HTTP {status}: {data[:160]!r}")
+                    return
+        except Exception as exc:  # a failed request is a finding, not the end of the bench
+            out.errors.append(f"{type(exc).__name__}: {exc}")
+            await self.client.close()
+            return
+        if keep:
+            out.samples.append(took)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def measure_interleaved(steps: list[Step], ports: list[int], ep: Endpoint,
+                              requests: int, warmup: int) -> None:
+    """The endpoint at every step, round-robin (one request to each step in turn), so that
+    what else runs on the shared machine weighs on every size alike."""
+    probes = [Probe(port) for port in ports]
+    paths = [fill(ep, step.seeded, step) for step in steps]  # type: ignore[arg-type]
+    outs = [step.results.setdefault(ep.label, Measured()) for step in steps]
     try:
         for i in range(warmup + requests):
-            try:
-                if ep.sse_event:
-                    took, out.size = await asyncio.wait_for(
-                        sse_first(port, path, ep.sse_event), REQUEST_TIMEOUT)
-                else:
-                    t0 = time.perf_counter()
-                    status, data = await asyncio.wait_for(
-                        client.request(ep.method, path, ep.body), REQUEST_TIMEOUT)
-                    took = time.perf_counter() - t0
-                    out.size = len(data)
-                    if status not in ep.ok:
-                        out.errors.append(f"HTTP {status}: {data[:160]!r}")
-                        continue
-            except Exception as exc:  # a failed request is a finding, not the end of the bench
-                out.errors.append(f"{type(exc).__name__}: {exc}")
-                await client.close()
-                continue
-            if i >= warmup:
-                out.samples.append(took)
+            for probe, path, out in zip(probes, paths, outs, strict=True):
+                await probe.once(ep, path, out, keep=i >= warmup)
     finally:
-        await client.close()
-    return out
+        for probe in probes:
+            await probe.close()
 
 
 async def follow_pager(port: int, pages: int) -> str:
@@ -208,16 +228,18 @@ def fill(ep: Endpoint, seeded: Seeded, step: Step) -> str:
                           symbol=names[len(names) // 2])
 
 
-async def measure_all(stack: Stack, step: Step, args: argparse.Namespace) -> None:
-    assert step.seeded is not None
-    step.pager = await follow_pager(stack.port, 3)
+async def measure_all(steps: list[Step], ports: list[int], args: argparse.Namespace) -> None:
+    for step, port in zip(steps, ports, strict=True):
+        step.pager = await follow_pager(port, 3)
+        step.load_before = os.getloadavg()[0]
     for ep in ENDPOINTS:
-        path = fill(ep, step.seeded, step)
-        m = await measure(stack.port, ep, path, args.requests, args.warmup)
-        step.results[ep.label] = m
-        print(f"#   {ep.label}: p50 {m.p50 * 1000:.1f} ms, p95 {m.p95 * 1000:.1f} ms, "
-              f"{m.size:,} B" + (f", {len(m.errors)} errors: {m.errors[:1]}" if m.errors else ""),
-              flush=True)
+        await measure_interleaved(steps, ports, ep, args.requests, args.warmup)
+        print(f"#   {ep.label}: " + "; ".join(
+            f"p50 {s.results[ep.label].p50 * 1000:.1f} ms"
+            + (f" ({len(s.results[ep.label].errors)} errors: {s.results[ep.label].errors[:1]})"
+               if s.results[ep.label].errors else "") for s in steps), flush=True)
+    for step in steps:
+        step.load_after = os.getloadavg()[0]
 
 
 # -- one step ---------------------------------------------------------------------------------
@@ -250,36 +272,43 @@ def database_bytes(url: str, data_dir: Path) -> int:
     return asyncio.run(size())
 
 
-def run_step(database: str, step: Step, tmp: Path, args: argparse.Namespace) -> None:
+def run_steps(database: str, steps: list[Step], tmp: Path, args: argparse.Namespace) -> None:
+    """Seed a fresh database per step, start a stack on each, and measure them side by side."""
     from jobs.migrate import upgrade
 
-    data_dir = (tmp / f"{database}-{step.jobs}-{step.symbols}").resolve()
-    data_dir.mkdir(parents=True)
-    stack = Stack(data_dir, workers=0, database=database)
-    url = stack.env.get("MARKETDESK_DATABASE_URL") or f"sqlite:///{data_dir / 'marketdesk.db'}"
+    stacks: list[Stack] = []
+    urls: list[str] = []
     interrupted = False
     try:
-        print(f"# {database}: seeding {step.jobs:,} jobs and {step.symbols:,} symbols", flush=True)
-        t = time.perf_counter()
-        upgrade(url)
-        step.seeded = seed(url, jobs=step.jobs, symbols=step.symbols, years=args.years)
-        step.seed_seconds = time.perf_counter() - t
-        step.db_bytes = database_bytes(url, data_dir)
-        print(f"# seeded in {step.seed_seconds:.1f} s ({step.db_bytes / 2**20:,.0f} MiB); "
-              "starting the stack", flush=True)
-        stack.start(timeout=300, wait_workers=False)
-        step.load_before = os.getloadavg()[0]
-        run(measure_all(stack, step, args))
-        step.load_after = os.getloadavg()[0]
+        for step in steps:
+            data_dir = (tmp / f"{database}-{step.jobs}-{step.symbols}").resolve()
+            data_dir.mkdir(parents=True)
+            stack = Stack(data_dir, workers=0, database=database)
+            stacks.append(stack)
+            url = stack.env.get("MARKETDESK_DATABASE_URL") or f"sqlite:///{data_dir / 'marketdesk.db'}"
+            urls.append(url)
+            print(f"# {database}: seeding {step.jobs:,} jobs and {step.symbols:,} symbols", flush=True)
+            t = time.perf_counter()
+            upgrade(url)
+            step.seeded = seed(url, jobs=step.jobs, symbols=step.symbols, years=args.years)
+            step.seed_seconds = time.perf_counter() - t
+            step.db_bytes = database_bytes(url, data_dir)
+            print(f"# seeded in {step.seed_seconds:.1f} s ({step.db_bytes / 2**20:,.0f} MiB)",
+                  flush=True)
+        for stack in stacks:
+            stack.start(timeout=300, wait_workers=False)
+        print(f"# {len(stacks)} stacks up; measuring", flush=True)
+        run(measure_all(steps, [s.port for s in stacks], args))
     except KeyboardInterrupt:
         interrupted = True
         raise
     finally:
-        stop_stack(stack, interrupted)
-        if database == "postgres":
-            drop_postgres(url)
-        if not args.keep:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        for stack, url in zip(stacks, urls, strict=False):
+            stop_stack(stack, interrupted)
+            if database == "postgres":
+                drop_postgres(url)
+            if not args.keep:
+                shutil.rmtree(stack.data_dir, ignore_errors=True)
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -322,14 +351,17 @@ def size_table(steps: list[Step], group: str) -> str:
 def report(database: str, steps: list[Step], args: argparse.Namespace, started: str) -> str:
     lines = [f"## Growth on {'SQLite' if database == 'sqlite' else 'PostgreSQL'}", "",
              f"{machine_line()}; run {started}; {args.requests} sequential requests per cell "
-             f"after {args.warmup} warm-ups, one keep-alive client (SSE rows: a new connection "
-             "each); `marketdesk serve`, no worker, embedded Redis.", "",
+             f"after {args.warmup} warm-ups, one keep-alive client per step (SSE rows: a new "
+             "connection each), the steps' stacks side by side and asked in turn (so the "
+             "machine's other load weighs on every size alike); `marketdesk serve`, no worker, "
+             "embedded Redis.", "",
              "Each step is a fresh database seeded by bench/seed.py (jobs over 180 days, mostly "
              f"finished, 5 unfinished incl. one pending simulation; symbols × {args.years:g} years "
              "of trading days): "
              + "; ".join(f"{s.jobs:,} jobs + {s.symbols:,} symbols seeded in {s.seed_seconds:.0f} s "
-                         f"({s.db_bytes / 2**20:,.0f} MiB), load average {s.load_before:.1f} → "
-                         f"{s.load_after:.1f} while measured" for s in steps) + ".", "",
+                         f"({s.db_bytes / 2**20:,.0f} MiB)" for s in steps)
+             + f". Load average {steps[0].load_before:.1f} at the start of the measurements, "
+             f"{steps[0].load_after:.1f} at the end.", "",
              f"Cells are p50 / p95 in ms; max/min is the largest p50 over the smallest (flagged above "
              f"{FLAG}: the target is within 20%).", "",
              "### As job rows grow", "", growth_table(steps, "jobs"), "",
@@ -378,11 +410,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-growth-") as tmp:
         for database in databases:
             started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-            done = []
-            for jobs, symbols in steps:
-                step = Step(jobs, symbols)
-                run_step(database, step, Path(tmp), args)
-                done.append(step)
+            done = [Step(jobs, symbols) for jobs, symbols in steps]
+            run_steps(database, done, Path(tmp), args)
             text = report(database, done, args, started)
             print("\n" + text, flush=True)
             if save:
