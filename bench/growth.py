@@ -5,10 +5,10 @@ symbols with two years of daily bars each), a fresh database is migrated and see
 (bench/seed.py: a realistic mix of finished jobs, a few unfinished, one pending simulation so
 the trigger's busy check runs), `marketdesk serve` is started on it (tests.stack.Stack, no
 worker); the stacks of all steps run side by side, and one client sends each request one after
-another, in turn to each step (3 warm-ups, then 30 measured): p50 / p95 per endpoint and size.
-Interleaving the steps makes what else runs on the shared machine weigh on every size alike.
-A page whose time grows with the data shows a max/min ratio above 1.2 (flagged). Target
-(issue 8): every answer within 20% from the smallest to the largest step.
+another, in turn to each step in a shuffled order (3 warm-ups, then 30 measured): p50 / p95
+per endpoint and size. Interleaving the steps makes what else runs on the shared machine weigh
+on every size alike. A page whose time grows with the data shows a max/min ratio above 1.2
+(flagged). Target (issue 8): every answer within 20% from the smallest to the largest step.
 
     uv run python bench/growth.py                        # SQLite (+ PostgreSQL if configured)
     uv run python bench/growth.py --quick                # small steps, a minute or two
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import re
 import shutil
 import tempfile
@@ -53,6 +54,7 @@ class Endpoint:
     body: bytes | None = None
     ok: tuple[int, ...] = (200,)
     sse_event: str | None = None  # an SSE connect: time until this event's first line
+    expect: bytes | None = None  # the answer must hold this (e.g. why a 400)
 
 
 def _trigger_body() -> bytes:
@@ -75,7 +77,7 @@ ENDPOINTS = (
              path="/api/jobs?kind=prices.download&limit=200"),
     Endpoint("GET /simulations", "jobs", path="/simulations"),
     Endpoint("POST /simulate/trigger (400 busy)", "jobs", method="POST", path="/simulate/trigger",
-             body=_trigger_body(), ok=(400,)),
+             body=_trigger_body(), ok=(400,), expect=b"already running or pending"),
     Endpoint("SSE /events?topic=jobs: connect → overview", "jobs", path="/events?topic=jobs",
              sse_event="overview"),
     Endpoint("GET /prices", "prices", path="/prices"),
@@ -170,7 +172,7 @@ class Probe:
                     self.client.request(ep.method, path, ep.body), REQUEST_TIMEOUT)
                 took = time.perf_counter() - t0
                 out.size = len(data)
-                if status not in ep.ok:
+                if status not in ep.ok or (ep.expect is not None and ep.expect not in data):
                     out.errors.append(f"HTTP {status}: {data[:160]!r}")
                     return
         except Exception as exc:  # a failed request is a finding, not the end of the bench
@@ -191,10 +193,13 @@ async def measure_interleaved(steps: list[Step], ports: list[int], ep: Endpoint,
     probes = [Probe(port) for port in ports]
     paths = [fill(ep, step.seeded, step) for step in steps]  # type: ignore[arg-type]
     outs = [step.results.setdefault(ep.label, Measured()) for step in steps]
+    order = list(range(len(steps)))
+    shuffle = random.Random(len(ep.label)).shuffle
     try:
         for i in range(warmup + requests):
-            for probe, path, out in zip(probes, paths, outs, strict=True):
-                await probe.once(ep, path, out, keep=i >= warmup)
+            shuffle(order)  # no step always first (or last) in a round
+            for k in order:
+                await probes[k].once(ep, paths[k], outs[k], keep=i >= warmup)
     finally:
         for probe in probes:
             await probe.close()

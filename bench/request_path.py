@@ -286,8 +286,15 @@ async def one_row(stack: Stack, target: str, kind: str, args: argparse.Namespace
     if target == "get":
         return [await load(stack, "GET /jobs", "GET", "/jobs", None, {200}, *common, meter, profile)]
     if target == "trigger":  # one simulation at a time: the others are refused (400) after the checks
-        return [await load(stack, "POST /simulate/trigger", "POST", "/simulate/trigger",
-                           trigger_body(), {200, 400}, *common, meter, profile)]
+        row = await load(stack, "POST /simulate/trigger", "POST", "/simulate/trigger",
+                         trigger_body(), {200, 400}, *common, meter, profile)
+        probe = RawClient("127.0.0.1", stack.port)  # what the 4xx said (busy, not a bad request)
+        try:
+            status, data = await probe.request("POST", "/simulate/trigger", trigger_body())
+        finally:
+            await probe.close()
+        print(f"# a trigger after the row answered {status}: {data[:120]!r}", flush=True)
+        return [row]
     # mix: GET /jobs beside POST download, at once, each on its own connections
     n_get, n_post = args.mix
     rate = (lambda n: args.rate * n / (n_get + n_post)) if args.rate else (lambda n: None)

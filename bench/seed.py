@@ -153,6 +153,11 @@ def job_rows(count: int, *, now: datetime, days: int = 180, unfinished: int = 5,
         else:
             kind, status = kind_of(), finished_as()
         params = rng.choice(params_pool[kind])
+        if kind == SIMULATION and left == 1 and busy_simulation:  # the same at every size
+            params = json.dumps({"end_date": (now.date() - timedelta(days=1)).isoformat(),
+                                 "model_starts": {m: (now.date() - timedelta(days=14)).isoformat()
+                                                  for m in models},
+                                 "replace_existing": False, "start_date": None})
         started = finished = heartbeat = None
         warned, error, result, phase = no_warnings, None, None, ""
         done = total = 0
