@@ -357,7 +357,8 @@ def report(database: str, steps: list[Step], args: argparse.Namespace, started: 
     lines = [f"## Growth on {'SQLite' if database == 'sqlite' else 'PostgreSQL'}", "",
              f"{machine_line()}; run {started}; {args.requests} sequential requests per cell "
              f"after {args.warmup} warm-ups, one keep-alive client per step (SSE rows: a new "
-             "connection each), the steps' stacks side by side and asked in turn (so the "
+             "connection each), the steps' stacks side by side and asked in turn, in a shuffled "
+             "order each round (so the "
              "machine's other load weighs on every size alike); `marketdesk serve`, no worker, "
              "embedded Redis.", "",
              "Each step is a fresh database seeded by bench/seed.py (jobs over 180 days, mostly "
