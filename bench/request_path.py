@@ -479,7 +479,8 @@ def save(path: Path, text: str, args: argparse.Namespace) -> None:
              "engineers' test suites while these ran: each section gives the load average.\n")
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = "uv run python bench/request_path.py " + " ".join(sys.argv[1:])
-    section = f"\n<!-- {args.drain} -->\n### {when}: `{command}`\n\n{text}"
+    section = (f"\n<!-- {args.drain} -->\n## {when}: `{command}`\n\n"
+               + text.replace("## Request path", "### Request path", 1))
     old = path.read_text() if path.exists() else title
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(old + section)
