@@ -224,7 +224,8 @@ def py_spy_start(pid: int, out: Path, seconds: float, rate: int = 200) -> Any:
 
 # py-spy counts a thread blocked in these as busy; they are waiting, not working
 # (a "|" joins parts that must all be in the leaf frame)
-_IDLE_LEAVES = ("_serve (|/jobs/db.py:", "threading.py:327)", "threading.py:331)",
+_IDLE_LEAVES = ("_serve (|/jobs/db.py:", "_worker (|concurrent/futures/thread.py:",
+                "threading.py:327)", "threading.py:331)",
                 "(selectors.py", "select (", "_supervise (web/cli.py")
 
 

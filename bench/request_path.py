@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ class Result:
     cpu: dict[str, float] = field(default_factory=dict)
     waited: dict[str, float] = field(default_factory=dict)
     profile: str | None = None
+    # with --drain during: the queue at the row's start and end, jobs the workers finished in it
+    pending: tuple[int, int] | None = None
+    finished: int | None = None
 
     def record(self, status: int, latency: float) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -223,6 +227,18 @@ def pending_count(stack: Stack) -> int:
     return int(r.json()["total"])
 
 
+FINISHED = ("completed", "partial", "failed", "cancelled")
+
+
+def finished_count(stack: Stack) -> int:
+    """Jobs in a terminal status (from the kept counts: cheap at any size)."""
+    import httpx
+
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        return sum(int(client.get("/api/jobs", params={"status": s, "limit": 1}).json()["total"])
+                   for s in FINISHED)
+
+
 async def wait_drained(stack: Stack, limit_s: float) -> tuple[bool, float, int]:
     start = time.monotonic()
     left = await asyncio.to_thread(pending_count, stack)
@@ -232,53 +248,160 @@ async def wait_drained(stack: Stack, limit_s: float) -> tuple[bool, float, int]:
     return left == 0, time.monotonic() - start, left
 
 
+async def top_up(stack: Stack, backlog: int, body: bytes) -> int:
+    """Post downloads until ``backlog`` jobs are pending, so the workers drain all through the
+    next row; the pending count reached."""
+    left = await asyncio.to_thread(pending_count, stack)
+    missing = backlog - left
+    if missing <= 0:
+        return left
+    budget = [missing]
+    scratch = Result("backlog", "raw")
+    conns = [RawClient("127.0.0.1", stack.port) for _ in range(20)]
+    t = time.perf_counter()
+    try:
+        await asyncio.gather(*(virtual_client(c, "POST", "/api/prices/download", body, {202},
+                                              scratch, t, t + 120, None, 0.0, budget)
+                               for c in conns))
+    finally:
+        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+    return await asyncio.to_thread(pending_count, stack)
+
+
+def trigger_body() -> bytes:
+    from datetime import UTC, datetime, timedelta
+
+    end = (datetime.now(UTC) - timedelta(days=1)).date()
+    return json.dumps({"start_date": (end - timedelta(days=13)).isoformat(),
+                       "end_date": end.isoformat()}).encode()
+
+
+async def one_row(stack: Stack, target: str, kind: str, args: argparse.Namespace,
+                  meter: CpuMeter, profile: Path | None) -> list[Result]:
+    body = json.dumps(BODY).encode()
+    common = (kind, args.clients, args.duration, args.rate, args.warmup, args.max_requests)
+    if target == "post":
+        return [await load(stack, "POST /api/prices/download", "POST", "/api/prices/download",
+                           body, {202}, *common, meter, profile)]
+    if target == "get":
+        return [await load(stack, "GET /jobs", "GET", "/jobs", None, {200}, *common, meter, profile)]
+    if target == "trigger":  # one simulation at a time: the others are refused (400) after the checks
+        row = await load(stack, "POST /simulate/trigger", "POST", "/simulate/trigger",
+                         trigger_body(), {200, 400}, *common, meter, profile)
+        probe = RawClient("127.0.0.1", stack.port)  # what the 4xx said (busy, not a bad request)
+        try:
+            status, data = await probe.request("POST", "/simulate/trigger", trigger_body())
+        finally:
+            await probe.close()
+        print(f"# a trigger after the row answered {status}: {data[:120]!r}", flush=True)
+        return [row]
+    # mix: GET /jobs beside POST download, at once, each on its own connections
+    n_get, n_post = args.mix
+    rate = (lambda n: args.rate * n / (n_get + n_post)) if args.rate else (lambda n: None)
+    get_row, post_row = await asyncio.gather(
+        load(stack, f"mix: GET /jobs ({n_get} conns)", "GET", "/jobs", None, {200}, kind, n_get,
+             args.duration, rate(n_get), args.warmup, args.max_requests, meter, profile),
+        load(stack, f"mix: POST /api/prices/download ({n_post} conns)", "POST",
+             "/api/prices/download", body, {202}, kind, n_post, args.duration, rate(n_post),
+             args.warmup, args.max_requests, None, None))
+    post_row.cpu, post_row.waited = get_row.cpu, get_row.waited  # one meter for the two
+    return [get_row, post_row]
+
+
 async def bench(stack: Stack, args: argparse.Namespace) -> list[Result]:
     procs = stack_processes(stack.proc.pid)  # type: ignore[union-attr]
     procs = {"load generator": os.getpid(), **procs}
     meter = CpuMeter(procs)
     body = json.dumps(BODY).encode()
     kinds = ["httpx", "raw"] if args.client == "both" else [args.client]
+    during = args.drain == "during" and args.workers > 0
     results: list[Result] = []
     for kind in kinds:
         for target in args.targets:
             profile = stack.data_dir / f"web-{target}-{kind}.pyspy" if args.profile else None
-            if target == "post":
-                r = await load(stack, "POST /api/prices/download", "POST", "/api/prices/download",
-                               body, {202}, kind, args.clients, args.duration, args.rate,
-                               args.warmup, args.max_requests, meter, profile)
-                results.append(r)
-                if args.workers and args.drain_timeout > 0:
-                    drained, took, left = await wait_drained(stack, args.drain_timeout)
-                    print(f"# queue after {r.name} ({kind}): "
-                          + (f"drained in {took:.1f} s" if drained
-                             else f"{left} still pending after {took:.1f} s"), flush=True)
-            else:
-                r = await load(stack, "GET /jobs", "GET", "/jobs", None, {200}, kind, args.clients,
-                               args.duration, args.rate, args.warmup, args.max_requests, meter,
-                               profile)
-                results.append(r)
-            print(f"# done: {r.name} with {kind}: {len(r.latencies)} requests", flush=True)
+            pending0 = finished0 = 0
+            if during:
+                pending0 = await top_up(stack, args.backlog, body)
+                finished0 = await asyncio.to_thread(finished_count, stack)
+            rows = await one_row(stack, target, kind, args, meter, profile)
+            if during:
+                pending1 = await asyncio.to_thread(pending_count, stack)
+                finished1 = await asyncio.to_thread(finished_count, stack)
+                for r in rows:
+                    r.pending, r.finished = (pending0, pending1), finished1 - finished0
+                if pending1 == 0:
+                    print(f"# warning: the queue ran dry during {target}: raise --backlog",
+                          flush=True)
+            elif target in ("post", "mix") and args.workers and args.drain_timeout > 0:
+                drained, took, left = await wait_drained(stack, args.drain_timeout)
+                print(f"# queue after {target} ({kind}): "
+                      + (f"drained in {took:.1f} s" if drained
+                         else f"{left} still pending after {took:.1f} s"), flush=True)
+            results.extend(rows)
+            for r in rows:
+                print(f"# done: {r.name} with {kind}: {len(r.latencies)} requests", flush=True)
+    if args.workers and args.drain_timeout > 0:
+        drained, took, left = await wait_drained(stack, args.drain_timeout)
+        print("# queue at the end: " + (f"drained in {took:.1f} s" if drained
+                                        else f"{left} still pending after {took:.1f} s"), flush=True)
     return results
 
 
-def report(results: list[Result], args: argparse.Namespace, stack: Stack) -> None:
+def job_outcomes(stack: Stack) -> str:
+    """What became of every job the bench made, read from the database: failed or requeued
+    jobs (and why) would be the web's database work costing the worker its jobs."""
+    import sqlite3
+
+    path = stack.data_dir / "marketdesk.db"
+    if not path.exists():
+        return ""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        by_status = conn.execute("SELECT status, count(*), sum(attempts > 1) FROM job "
+                                 "GROUP BY status ORDER BY 2 DESC").fetchall()
+        errors = conn.execute("SELECT error, count(*) FROM job WHERE status = 'failed' "
+                              "GROUP BY error ORDER BY 2 DESC LIMIT 5").fetchall()
+    finally:
+        conn.close()
+    parts = [f"{status} {n:,}" + (f" ({again:,} after a requeue)" if again else "")
+             for status, n, again in by_status]
+    out = "jobs at the end: " + (", ".join(parts) or "none")
+    for error, n in errors:
+        out += f"\n- failed ({n:,}): {error}"
+    return out
+
+
+def report(results: list[Result], args: argparse.Namespace, stack: Stack, outcomes: str) -> str:
     mode = (f"open loop at {args.rate:g} req/s total" if args.rate
             else "closed loop (each client sends its next request when the last one answered)")
-    print(f"\n## Request path: {args.clients} concurrent keep-alive clients, {args.duration:g} s "
-          f"per row, {mode}\n")
-    print(machine_line() + f"; load average now {os.getloadavg()[0]:.2f}; stack: 1 web process, "
-          f"{args.workers} worker(s), embedded Redis, SQLite")
-    print("load generator: this Python process (uvloop), on the same cores as the server\n")
+    during = args.drain == "during" and args.workers > 0
+    out = [f"## Request path: {args.clients} concurrent keep-alive clients, {args.duration:g} s "
+           f"per row, {mode}\n",
+           machine_line() + f"; load average now {os.getloadavg()[0]:.2f}; stack: 1 web process, "
+           f"{args.workers} worker(s), embedded Redis, SQLite",
+           "load generator: this Python process (uvloop), on the same cores as the server",
+           ("the workers drain a backlog all through every row (topped up to "
+            f"{args.backlog:,} pending jobs before each)" if during else
+            "the workers drain what a POST row posted after it, before the next row"), ""]
     rows = []
     for r in results:
-        ok = sum(n for s, n in r.statuses.items() if s in (200, 202))
+        ok = sum(n for s, n in r.statuses.items() if 200 <= s < 300)
+        n4xx = sum(n for s, n in r.statuses.items() if 400 <= s < 500 and s != 429)
         n429 = r.statuses.get(429, 0)
-        rows.append([r.name, r.client, len(r.latencies), f"{len(r.latencies) / r.duration:.0f}",
-                     *latency_cells(r.latencies), ok, n429, r.errors])
-    print(md_table(["endpoint", "client", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
-                    "2xx", "429", "errors"], rows))
-    print("\nCPU seconds used during each row (2 cores = at most "
-          f"{2 * args.duration:g} CPU-s per {args.duration:g} s row):\n")
+        row = [r.name, r.client, len(r.latencies), f"{len(r.latencies) / r.duration:.0f}",
+               *latency_cells(r.latencies), ok, n4xx, n429, r.errors]
+        if during:
+            row += [f"{r.pending[0]:,} → {r.pending[1]:,}" if r.pending else "—",
+                    f"{r.finished:,}" if r.finished is not None else "—"]
+        rows.append(row)
+    headers = ["endpoint", "client", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
+               "2xx", "4xx", "429", "errors"]
+    if during:
+        headers += ["pending start → end", "jobs finished in the row"]
+    out.append(md_table(headers, rows))
+    out.append("\nCPU seconds used during each row (2 cores = at most "
+               f"{2 * args.duration:g} CPU-s per {args.duration:g} s row; a mix row's two parts "
+               "share one reading):\n")
     names = list(results[0].cpu) if results else []
     cpu_rows = []
     for r in results:
@@ -286,16 +409,19 @@ def report(results: list[Result], args: argparse.Namespace, stack: Stack) -> Non
         cpu_rows.append([r.name, r.client, *(f"{r.cpu.get(n, 0):.2f}" for n in names), f"{total:.2f}",
                          f"{r.cpu.get('web (serve)', 0) / max(len(r.latencies), 1) * 1e3:.2f}",
                          f"{r.waited.get('web (serve)', 0):.2f}"])
-    print(md_table(["endpoint", "client", *names, "total", "web CPU ms/request",
-                    "web loop thread runnable but off-CPU, s"], cpu_rows))
+    out.append(md_table(["endpoint", "client", *names, "total", "web CPU ms/request",
+                         "web loop thread runnable but off-CPU, s"], cpu_rows))
+    if outcomes:
+        out.append("\n" + outcomes)
     for r in results:
         for sample in r.error_samples:
-            print(f"error sample ({r.name}, {r.client}): {sample}")
+            out.append(f"error sample ({r.name}, {r.client}): {sample}")
     for r in results:
         if r.profile:
-            print(f"\n### py-spy of the web process: {r.name} ({r.client})\n\n```\n{r.profile}\n```")
-    print("\ntarget: p99 < 50 ms. In a closed loop, Little's law ties latency to throughput: "
-          f"mean latency = {args.clients} clients / (req/s).")
+            out.append(f"\n### py-spy of the web process: {r.name} ({r.client})\n\n```\n{r.profile}\n```")
+    out.append("\ntarget: p99 < 50 ms. In a closed loop, Little's law ties latency to throughput: "
+               "mean latency = clients / (req/s).")
+    return "\n".join(out) + "\n"
 
 
 def main() -> None:
@@ -307,7 +433,20 @@ def main() -> None:
                         "request than httpx), httpx, or both to compare")
     parser.add_argument("--rate", type=float, default=None,
                         help="open loop: total requests per second (default: closed loop)")
-    parser.add_argument("--targets", nargs="+", choices=["post", "get"], default=["post", "get"])
+    parser.add_argument("--targets", nargs="+", choices=["post", "get", "trigger", "mix"],
+                        default=["post", "get", "trigger", "mix"],
+                        help="rows, in order: post (POST /api/prices/download), get (GET /jobs), "
+                        "trigger (POST /simulate/trigger), mix (GET /jobs beside POST download)")
+    parser.add_argument("--mix", nargs=2, type=int, default=[40, 10], metavar=("GET", "POST"),
+                        help="connections of the mix row (default 40 GET /jobs + 10 POST download)")
+    parser.add_argument("--drain", choices=["after", "during"], default="after",
+                        help="after: the workers drain what a POST row posted before the next row; "
+                        "during: every row runs while the workers drain a backlog")
+    parser.add_argument("--backlog", type=int, default=2000,
+                        help="with --drain during: pending jobs to top up to before each row")
+    parser.add_argument("--save", type=Path, default=None,
+                        help="also write the tables to this markdown file (e.g. "
+                        "bench/results/request-path.md)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes draining the queue")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of uncounted warm-up")
     parser.add_argument("--drain-timeout", type=float, default=90.0,
@@ -322,7 +461,30 @@ def main() -> None:
         data_dir = args.data_dir or Path(tmp)
         stack = Stack(data_dir, workers=args.workers,
                       env={"MARKETDESK_MAX_QUEUED": "1000000"})
-        run_with_stack(stack, lambda: report(run(bench(stack, args)), args, stack), f" (data in {data_dir})")
+
+        def work() -> None:
+            results = run(bench(stack, args))
+            text = report(results, args, stack, job_outcomes(stack))
+            print("\n" + text, flush=True)
+            if args.save:
+                save(args.save, text, args)
+        run_with_stack(stack, work, f" (data in {data_dir})")
+
+
+def save(path: Path, text: str, args: argparse.Namespace) -> None:
+    """Add this run's tables to ``path`` (a results file keeps one section per run mode)."""
+    from datetime import UTC, datetime
+
+    title = ("# bench/request_path.py\n\nThe machine's two cores were shared with other "
+             "engineers' test suites while these ran: each section gives the load average.\n")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    command = "uv run python bench/request_path.py " + " ".join(sys.argv[1:])
+    section = (f"\n<!-- {args.drain} -->\n## {when}: `{command}`\n\n"
+               + text.replace("## Request path", "### Request path", 1))
+    old = path.read_text() if path.exists() else title
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(old + section)
+    print(f"# added to {path}", flush=True)
 
 
 if __name__ == "__main__":
