@@ -212,7 +212,8 @@ _IN_STATUS = Prepared(sa.select(*_COLUMNS).where(JOB.c.status == sa.bindparam("s
                       .order_by(JOB.c.created_at).limit(sa.bindparam("active_limit")))
 _FAILED = Prepared(sa.select(*_COLUMNS).where(JOB.c.status == Status.FAILED.value)
                    .order_by(JOB.c.created_at.desc()).limit(sa.bindparam("recent")))
-_FINISHED = Prepared(sa.select(*_COLUMNS).where(JOB.c.finished_at.is_not(None))
+# the latest finished jobs' warnings only: the few with some are then read whole
+_FINISHED = Prepared(sa.select(JOB.c.id, JOB.c.warnings).where(JOB.c.finished_at.is_not(None))
                      .order_by(JOB.c.finished_at.desc()).limit(200))
 
 
@@ -224,7 +225,8 @@ def overview(conn: sa.Connection, active_limit: int = 20, recent: int = 5) -> di
     for status, n in _COUNTS.rows(conn):
         counts[status] = int(n)
     params = {"active_limit": active_limit, "recent": recent}
-    warned = [j for j in _jobs(_FINISHED.rows(conn)) if j.warnings][:recent]
+    warned_ids = [job_id for job_id, warnings in _FINISHED.rows(conn) if warnings][:recent]
+    warned = [job for job_id in warned_ids for job in _jobs(_GET.rows(conn, {"job_id": job_id}))]
     running = sorted((job for status in (Status.PENDING.value, *_ACTIVE) if counts.get(status)
                       for job in _jobs(_IN_STATUS.rows(conn, {**params, "status": status}))),
                      key=lambda j: j.created_at)[:active_limit]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import httpx
+import pytest
 from litestar import Litestar, get
 from litestar.testing import TestClient
 
@@ -46,3 +47,11 @@ def test_an_unexpected_error_is_a_json_500_and_logged_with_its_traceback() -> No
                         "detail": "Internal error (ZeroDivisionError); it is in the server's log."}
     [record] = kept.records
     assert "GET /boom" in record.getMessage() and record.exc_info is not None
+
+
+@pytest.mark.parametrize("path", ["/api/jobs?offset=10001", "/jobs?offset=99999999999999999999"])
+def test_a_deep_offset_is_refused_naming_the_field_and_the_way_further(web, path: str) -> None:
+    """An offset walks every row before the page; deep pages go by `before` instead."""
+    r = web.get(path)
+    assert r.status_code == 400, r.text
+    assert "offset" in r.text

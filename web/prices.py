@@ -101,7 +101,7 @@ async def api_download(engine: Engine, data: dict[str, Any]) -> dict[str, Any]:
 
 @get("/api/prices/coverage", name="api-prices-coverage")
 async def api_coverage(engine: Engine, symbols: str | None = None,
-                       limit: Annotated[int, Parameter(ge=1, le=5000)] = 1000,
+                       limit: Annotated[int, Parameter(ge=1, le=5000)] = COVERAGE_PAGE,
                        offset: Annotated[int, Parameter(ge=0, le=10**9)] = 0) -> dict[str, Any]:
     """Coverage of the given ``symbols``, or a page of every symbol held (by name)."""
     wanted = None
