@@ -6,6 +6,7 @@ nothing for jobs of other kinds).
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from litestar import Response, Router, get, post
@@ -26,6 +27,8 @@ from web.render import finished_row, job_row, render
 from web.slice import Message, NavEntry, Region, WebSlice, all_regions
 
 PAGE_SIZE = 25
+MAX_OFFSET = 1_000_000_000  # far past any list; keeps the number within a database integer
+log = logging.getLogger("marketdesk.web")
 
 
 # -- data for the templates -------------------------------------------------------------------
@@ -49,7 +52,12 @@ async def kind_panels(engine: Engine, job_id: str) -> list[Message]:
     out: list[Message] = []
     for region in all_regions():
         if region.topic == "job" and region.on_connect and region not in REGIONS:
-            out.extend(await region.render(engine, topic, None))
+            try:
+                out.extend(await region.render(engine, topic, None))
+            except Exception as exc:  # the page still shows the job, and says what is missing
+                log.exception("rendering a panel of %s failed", topic)
+                out.append(("panel-error", render("dashboard/panel_error.html",
+                                                  reason=f"{type(exc).__name__}: {exc}"[:300])))
     return out
 
 
@@ -124,7 +132,7 @@ async def jobs_page(
     kind: str | None = None,
     status: str | None = None,
     q: str | None = None,
-    offset: Annotated[int, Parameter(ge=0)] = 0,
+    offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Response[str]:
     _check_filters(kind, status)
     db, embed = engine.db, is_embed(request)
@@ -177,7 +185,7 @@ async def api_jobs(
     kind: str | None = None,
     status: str | None = None,
     limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-    offset: Annotated[int, Parameter(ge=0)] = 0,
+    offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     _check_filters(kind, status)
     jobs, total = await store.list_jobs(engine.db, kind=kind, status=status,

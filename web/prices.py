@@ -21,7 +21,7 @@ from jobs.prices.download import DOWNLOAD, PRICES_TOPIC, DownloadParams
 from jobs.prices.providers import PROVIDER_NAMES
 from jobs.prices.settings import prices_settings
 from jobs.registry import ParamsError, pydantic_errors, validate_params
-from web.common import form_errors, html, is_embed, page, redirect_to
+from web.common import echoed, form_errors, html, is_embed, page, redirect_to
 from web.render import render
 from web.slice import Message, NavEntry, Region, WebSlice
 
@@ -77,7 +77,7 @@ async def download_form(
         errors["form"] = str(exc)
     else:
         return redirect_to(request, f"/jobs/{job.id}")
-    return html("prices/download_form.html", 422, form=form, errors=errors,
+    return html("prices/download_form.html", 422, form=echoed(form), errors=errors,
                 providers=PROVIDER_NAMES, embed=is_embed(request))
 
 

@@ -10,19 +10,20 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.plugins.htmx import HTMXRequest
 from litestar.status_codes import HTTP_400_BAD_REQUEST
+from pydantic import ValidationError
 
 from jobs import queue, store
 from jobs.db import today_utc
 from jobs.engine import Engine
 from jobs.events import Event
 from jobs.prices.calendar import trading_days
-from jobs.registry import ParamsError
+from jobs.registry import ParamsError, pydantic_errors
 from jobs.simulation import catalog, metrics
 from jobs.simulation import store as sim_store
 from jobs.simulation.job import KIND, SIMULATION_EVENT, SimulationParams, model_days
 from jobs.simulation.settings import simulation_settings
 from jobs.simulation.trigger import SimulationBusy, trigger
-from web.common import form_errors, html, is_embed, page, redirect_to
+from web.common import echoed, form_errors, html, is_embed, page, redirect_to
 from web.render import render
 from web.slice import Message, NavEntry, Region, WebSlice
 
@@ -53,11 +54,32 @@ def _chart(curves: dict[str, list[tuple[date, float]]], initial: dict[str, float
             "h": CHART_H, "pad": PAD}
 
 
+def read_params(params: Any) -> tuple[SimulationParams | None, str | None]:
+    """A stored job's params, or why they cannot be read (a job from an older version, a model
+    since removed from the models file): its page shows the reason instead of failing."""
+    try:
+        parsed = SimulationParams.model_validate(params)
+    except ValidationError as exc:
+        return None, "; ".join(f"{e['field']}: {e['message']}" for e in pydantic_errors(exc))[:500]
+    try:
+        known = catalog.load_models()
+    except ValueError as exc:
+        return parsed, str(exc)[:500]
+    unknown = [m for m in parsed.models if m not in known]
+    if unknown:
+        return parsed, (f"unknown model{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(repr(m) for m in unknown)}; known models: "
+                        f"{', '.join(sorted(known))}")[:500]
+    return parsed, None
+
+
 async def results_context(engine: Engine, params: SimulationParams) -> dict[str, Any]:
-    specs = {s.name: s for s in catalog.resolve_models(params.models)}
+    known = catalog.load_models()
+    specs = {m: known[m] for m in params.models if m in known}
+    models = list(specs)
     end = min(params.end_date, today_utc())
-    curves = await sim_store.equity_curves(engine.db, params.models, params.first_day, end)
-    trades = await sim_store.trade_counts(engine.db, params.models, params.first_day, end)
+    curves = await sim_store.equity_curves(engine.db, models, params.first_day, end)
+    trades = await sim_store.trade_counts(engine.db, models, params.first_day, end)
     rows = []
     for model, curve in curves.items():
         spec = specs[model]
@@ -67,8 +89,7 @@ async def results_context(engine: Engine, params: SimulationParams) -> dict[str,
     return {"chart": _chart(curves, {m: specs[m].initial_cash for m in curves}), "metrics": rows}
 
 
-async def grid_context(engine: Engine, job: dict[str, Any]) -> dict[str, Any]:
-    params = SimulationParams.model_validate(job["params"])
+async def grid_context(engine: Engine, job: dict[str, Any], params: SimulationParams) -> dict[str, Any]:
     cells = {(d["model"], d["date"]): d["status"]
              for d in await sim_store.details(engine.db, job["id"])}
     per_model = model_days(params)
@@ -84,8 +105,15 @@ async def _simulation_job(engine: Engine, topic: str, event: Event | None) -> di
     return None if job is None or job.kind != KIND else {"id": job.id, "params": job.params}
 
 
+def _unreadable(reason: str) -> list[Message]:
+    return [("sim-grid", render("simulation/unreadable.html", reason=reason))]
+
+
 async def _results(engine: Engine, job: dict[str, Any]) -> list[Message]:
-    results = await results_context(engine, SimulationParams.model_validate(job["params"]))
+    params, _ = read_params(job["params"])
+    if params is None:
+        return []
+    results = await results_context(engine, params)
     return [("sim-chart", render("simulation/chart.html", **results)),
             ("sim-metrics", render("simulation/metrics.html", **results))]
 
@@ -96,7 +124,11 @@ async def _grid(engine: Engine, topic: str, event: Event | None) -> list[Message
     job = await _simulation_job(engine, topic, event)
     if job is None or (event is not None and job.get("status") != "running"):
         return []
-    return [("sim-grid", render("simulation/grid.html", **await grid_context(engine, job)))]
+    params, reason = read_params(job["params"])
+    if params is None:
+        return _unreadable(reason or "")
+    return [("sim-grid", render("simulation/grid.html", reason=reason,
+                                **await grid_context(engine, job, params)))]
 
 
 async def _cell(engine: Engine, topic: str, event: Event | None) -> list[Message]:
@@ -137,7 +169,10 @@ async def simulate_status(engine: Engine, job_id: str) -> dict[str, Any]:
     job = await store.get_job(engine.db, job_id)
     if job is None or job.kind != KIND:
         raise queue.JobNotFound(job_id)
-    params = SimulationParams.model_validate(job.params)
+    params, reason = read_params(job.params)
+    if params is None:  # still a status: what the job is, and why its plan cannot be shown
+        return {"job_id": job.id, "status": job.status, "error": job.error, "params_error": reason,
+                "warnings": list(job.warnings or [])}
     details = await sim_store.details(engine.db, job_id)
     per_model = model_days(params)
     total = sum(len(ds) for ds in per_model.values())
@@ -157,6 +192,7 @@ async def simulate_status(engine: Engine, job_id: str) -> dict[str, Any]:
         "error": job.error,
         "details": details,
         "warnings": list(job.warnings or []),
+        "params_error": reason,
     }
 
 
@@ -205,7 +241,7 @@ async def run_form(
         errors["form"] = str(exc)
     else:
         return redirect_to(request, f"/jobs/{done.job.id}")
-    return html("simulation/form.html", 422, form=form, errors=errors, embed=is_embed(request),
+    return html("simulation/form.html", 422, form=echoed(form), errors=errors, embed=is_embed(request),
                 **await _page_context(engine))
 
 
