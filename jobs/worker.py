@@ -52,6 +52,7 @@ class WorkerState:
         self.worker_id = WORKER_ID
         self.active: dict[str, JobContext] = {}
         self.tasks: list[asyncio.Task[None]] = []
+        self.redis_down = False
 
     def start(self) -> None:
         self.tasks = [
@@ -120,15 +121,22 @@ class WorkerState:
             await self.engine.redis.set(WORKER_KEY_PREFIX + self.worker_id, utcnow().isoformat(),
                                         px=int(settings.lease_seconds * 1000))
         except (RedisError, OSError) as exc:
-            log.warning("worker heartbeat not written to Redis (%s)", type(exc).__name__)
+            if not self.redis_down:
+                log.warning("Redis is unreachable (%s); the jobs here keep their lease in the "
+                            "database", type(exc).__name__)
+            self.redis_down = True
+        else:
+            self.redis_down = False
 
     async def _listen_cancels(self) -> None:
         # its own connection, without a read timeout: a quiet channel is not a dead one
         client = redis_client(self.engine.redis_url, socket_timeout=None)
+        lost = False
         while True:
             try:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(CANCEL_CHANNEL)
+                lost = False
                 async for message in pubsub.listen():
                     job_id = message.get("data")
                     job_id = job_id.decode() if isinstance(job_id, bytes) else job_id
@@ -138,14 +146,17 @@ class WorkerState:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("cancel listener lost its connection (%s); reconnecting", exc)
+                if not lost:  # once per outage
+                    log.warning("cancel listener lost its connection (%s); reconnecting",
+                                type(exc).__name__)
+                lost = True
                 await asyncio.sleep(1)
 
     async def reconcile(self) -> None:
         try:
             await reconcile_once(self.engine, skip=set(self.active))
-        except (RedisError, OSError) as exc:  # an outage: nothing to requeue into until it ends
-            log.warning("reconcile skipped: Redis is unreachable (%s)", type(exc).__name__)
+        except (RedisError, OSError):  # an outage (the heartbeat says so): nothing to requeue into
+            pass
 
 
 async def reconcile_once(engine: Engine, skip: set[str] | None = None) -> list[str]:

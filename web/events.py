@@ -173,9 +173,13 @@ class Hub:
                         lane[1].cancel()
 
     async def _read_forever(self) -> None:
+        failing = False
         while True:
             try:
                 events = await read_after(self._redis, self.position, count=500, block_ms=5000)
+                if failing:
+                    log.warning("event stream readable again")
+                    failing = False
                 if not events:
                     newest = await latest_id(self._redis)
                     if id_key(newest) < id_key(self.position):  # the stream was wiped
@@ -187,8 +191,12 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                log.warning("event stream read failed (%s); retrying", exc)
+                if not failing:  # once per outage, not twice a second
+                    log.warning("event stream read failed (%s); retrying until Redis is back",
+                                type(exc).__name__)
+                failing = True
                 await asyncio.sleep(0.5)
+                continue
             except Exception:
                 log.exception("event dispatch failed")
 
