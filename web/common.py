@@ -4,6 +4,7 @@ redirects, form errors, error mapping."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, Response
@@ -11,6 +12,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.htmx import ClientRedirect, HTMXRequest
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
@@ -27,6 +29,49 @@ from jobs.registry import ParamsError
 from web.render import render, with_embed
 
 log = logging.getLogger("marketdesk.web")
+
+
+# -- what the OpenAPI document says of answers other than the handler's own ---------------------
+@dataclass
+class FieldError:
+    field: str
+    message: str
+
+
+@dataclass
+class ErrorBody:
+    """Every JSON error: the status, a sentence naming the field and what is allowed, and the
+    fields one by one where there are several."""
+
+    status_code: int
+    detail: str
+    errors: list[FieldError] | None = None
+    job_status: str | None = None
+
+
+_MEANING = {
+    400: "Bad input: the detail names the field and what is allowed",
+    404: "No such job",
+    409: "The job's state does not allow it, or a job of an exclusive kind is unfinished",
+    413: "Request body too large (MARKETDESK_MAX_BODY_BYTES)",
+    429: "Job queue full (MARKETDESK_MAX_QUEUED); try again later",
+    503: "A part the service needs (Redis) is unreachable; try again (see Retry-After)",
+}
+
+
+def errors(*codes: int) -> dict[int, ResponseSpec]:
+    """The error answers a handler can give besides its own, for its OpenAPI operation."""
+    return {code: ResponseSpec(data_container=ErrorBody, description=_MEANING[code],
+                               generate_examples=False) for code in codes}
+
+
+def html_response(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=str, description=description, media_type=MediaType.HTML,
+                        generate_examples=False)
+
+
+# a refused form comes back as HTML with its errors beside their fields
+FORM_ERRORS = {422: html_response("The form again, each error beside its field")}
 
 
 class AppRequest(HTMXRequest):

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from litestar import Response, Router, get, post
-from litestar.enums import RequestEncodingType
+from litestar.enums import MediaType, RequestEncodingType
 from litestar.params import Body
 from litestar.plugins.htmx import HTMXRequest
 from litestar.status_codes import HTTP_400_BAD_REQUEST
@@ -23,7 +23,7 @@ from jobs.simulation import store as sim_store
 from jobs.simulation.job import KIND, SIMULATION_EVENT, SimulationParams, model_days
 from jobs.simulation.settings import simulation_settings
 from jobs.simulation.trigger import SimulationBusy, trigger
-from web.common import echoed, form_errors, html, is_embed, page, redirect_to
+from web.common import FORM_ERRORS, echoed, errors, form_errors, html, is_embed, page, redirect_to
 from web.render import render
 from web.slice import Message, NavEntry, Region, WebSlice
 
@@ -151,7 +151,8 @@ REGIONS = (
 
 
 # -- API --------------------------------------------------------------------------------------
-@post("/simulate/trigger", name="simulate-trigger", status_code=200)
+@post("/simulate/trigger", name="simulate-trigger", status_code=200,
+      responses=errors(413, 429, 503))
 async def simulate_trigger(engine: Engine, data: dict[str, Any]) -> Response[dict[str, Any]]:
     """Validate and record a simulation job; answers at once (the worker downloads prices).
     While another simulation is pending or running: 400, as the source design answers."""
@@ -164,7 +165,7 @@ async def simulate_trigger(engine: Engine, data: dict[str, Any]) -> Response[dic
                      "warnings": done.warnings})
 
 
-@get("/simulate/status/{job_id:str}", name="simulate-status")
+@get("/simulate/status/{job_id:str}", name="simulate-status", responses=errors(404))
 async def simulate_status(engine: Engine, job_id: str) -> dict[str, Any]:
     job = await store.get_job(engine.db, job_id)
     if job is None or job.kind != KIND:
@@ -214,13 +215,14 @@ async def _page_context(engine: Engine) -> dict[str, Any]:
             "max_days": simulation_settings().max_simulation_days}
 
 
-@get("/simulations", name="simulations")
+@get("/simulations", name="simulations", media_type=MediaType.HTML)
 async def simulations_page(request: HTMXRequest, engine: Engine) -> Response[str]:
     return page(request, "simulation/page.html", form=_form_defaults(), errors={},
                 **await _page_context(engine))
 
 
-@post("/simulations/run", name="simulations-run-form")
+@post("/simulations/run", name="simulations-run-form", status_code=200,
+      media_type=MediaType.HTML, responses=FORM_ERRORS)
 async def run_form(
     request: HTMXRequest,
     engine: Engine,
