@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     sse_client_queue: int = Field(256, ge=8)
     # what one SSE client may have waiting in memory; past it, it resumes from the stream
     sse_client_bytes: int = Field(4_000_000, ge=10_000)
-    max_sse_clients: int = Field(1000, ge=1)
+    max_sse_clients: int = Field(2000, ge=1)
     # host names the web answers to (comma/space separated; "*" any); default: loopback + bind
     allowed_hosts: str = ""
     max_body_bytes: int = Field(1_000_000, ge=10_000)
