@@ -4,6 +4,7 @@ redirects, form errors, error mapping."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,10 +190,21 @@ def busy(_: Request[Any, Any, Any], exc: JobBusy) -> Response[dict[str, Any]]:
     return _json_error(HTTP_409_CONFLICT, str(exc))
 
 
+_MISSING = re.compile(r"Object missing required field `([^`]+)`")
+
+
+def _named(field_name: str, message: str) -> dict[str, str]:
+    """A missing body field named as the field itself (msgspec reports it on ``data``)."""
+    missing = _MISSING.fullmatch(message)
+    if missing:
+        return {"field": missing[1], "message": "required"}
+    return {"field": field_name, "message": message}
+
+
 def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     extra = exc.extra if isinstance(exc.extra, list) else []
-    errors = [{"field": bounded(str(e.get("key") or e.get("source") or "body"), 100),
-               "message": bounded(str(e.get("message")))}
+    errors = [_named(bounded(str(e.get("key") or e.get("source") or "body"), 100),
+                     bounded(str(e.get("message"))))
               for e in extra[:20] if isinstance(e, dict)]
     detail = bounded(str(exc.detail))
     if errors and detail.startswith("Validation failed"):
