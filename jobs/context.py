@@ -11,6 +11,7 @@ from typing import Any
 
 from jobs import store
 from jobs.models import Job
+from jobs.redact import redact
 from jobs.status import ACTIVE_STATUSES, Status
 
 
@@ -104,6 +105,7 @@ class JobContext:
                            "progress_total": self.progress_total, "phase": self.phase})
 
     async def warn(self, message: str) -> None:
+        message = redact(message)
         if message in self.warnings:
             return
         self.warnings.append(message)

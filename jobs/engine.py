@@ -11,6 +11,7 @@ from jobs import store
 from jobs.db import Database
 from jobs.events import EventBus, EventSpec, job_topics
 from jobs.models import Job
+from jobs.redact import redact
 from jobs.registry import load_kinds
 from jobs.settings import Settings
 
@@ -62,7 +63,8 @@ class Engine:
         await self.publish(self.job_event(job))
 
     async def log(self, job_id: str, message: str, level: str = "info") -> None:
-        line = await store.add_log(self.db, job_id, message, level, keep=self.settings.log_lines_per_job)
+        line = await store.add_log(self.db, job_id, redact(message), level,
+                                   keep=self.settings.log_lines_per_job)
         await self.publish(self.log_event(job_id, line))
 
 
@@ -71,5 +73,8 @@ def job_payload(job: Job) -> dict[str, Any]:
     data = job.to_api()
     kind = load_kinds().get(job.kind)
     data["title"] = kind.title if kind else job.kind
-    data["summary"] = kind.describe(job.params) if kind else ""
+    try:
+        data["summary"] = kind.describe(job.params) if kind else ""
+    except Exception:  # params an older version wrote: the job still shows, unsummarised
+        data["summary"] = "(parameters unreadable)"
     return data

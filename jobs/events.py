@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from jobs.keys import EVENT_STREAM
 
@@ -62,6 +63,8 @@ class EventBus:
         self.maxlen = maxlen
         self._pending: list[tuple[tuple[EventSpec, ...], asyncio.Future[None]]] = []
         self._sender: asyncio.Task[None] | None = None
+        self._dropping = False
+        self.dropped = 0  # events lost to Redis outages
 
     def publish_to(self, client: Any, type_: str, topics: tuple[str, ...] | list[str],
                    data: dict[str, Any]) -> Any:
@@ -75,7 +78,8 @@ class EventBus:
 
     async def publish(self, type_: str, topics: tuple[str, ...] | list[str],
                       data: dict[str, Any]) -> str:
-        """Append one event now, on its own; its stream id."""
+        """Append one event now, on its own; its stream id (raises when Redis is down: for
+        callers that need the id; the others use ``publish_batched``, which never does)."""
         entry_id = await self.publish_to(self.redis, type_, topics, data)
         return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
@@ -110,6 +114,18 @@ class EventBus:
                         for event in events:
                             self.publish_to(pipe, *event)
                     await pipe.execute()
+            except (RedisError, OSError) as exc:
+                # live events are a courtesy, the database holds the truth: during a Redis
+                # outage they are dropped (pages read the current state when they reconnect),
+                # and the work publishing them goes on
+                self.dropped += sum(len(events) for events, _ in batch)
+                if not self._dropping:
+                    log.warning("Redis is unreachable (%s): live events are dropped until it is "
+                                "back", type(exc).__name__)
+                self._dropping = True
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
             except BaseException as exc:
                 for _, done in batch:
                     if not done.done():
@@ -121,6 +137,9 @@ class EventBus:
                     self._pending = []
                     raise
             else:
+                if self._dropping:
+                    log.warning("Redis is back: %s live events were dropped", self.dropped)
+                self._dropping = False
                 for _, done in batch:
                     if not done.done():
                         done.set_result(None)

@@ -6,7 +6,7 @@ import logging
 import uuid
 from typing import Any
 
-from arq.constants import job_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
@@ -30,7 +30,9 @@ class QueueFull(Exception):
 
 class QueueUnavailable(Exception):
     def __init__(self, detail: str) -> None:
-        super().__init__(f"The job queue (Redis) is unreachable, so no job was created: {detail}")
+        # the cause goes to the log, not to the client: it names Redis's internal address
+        log.warning("the job queue (Redis) is unreachable: %s", detail)
+        super().__init__("The job queue is unreachable, so no job was created. Try again shortly.")
 
 
 class JobBusy(Exception):
@@ -58,7 +60,14 @@ def new_arq_id(job_id: str) -> str:
     return f"{job_id}.{uuid.uuid4().hex[:12]}"
 
 
-async def _enqueue(engine: Engine, job: Job, *events: EventSpec) -> None:
+def forget_arq_job(pipe: Any, queue_name: str, arq_id: str) -> None:
+    """Remove everything arq holds for an abandoned attempt (its queue entry, its job, its
+    in-progress and retry keys): left alone they live a day and hold memory and slots."""
+    pipe.zrem(queue_name, arq_id)
+    pipe.delete(job_key_prefix + arq_id, in_progress_key_prefix + arq_id, retry_key_prefix + arq_id)
+
+
+async def _enqueue(engine: Engine, job: Job, *events: EventSpec, replaces: str | None = None) -> None:
     """Put ``job`` in arq's queue under its current arq id and append ``events`` to the stream,
     all in one transaction and one round trip (arq's own enqueue_job takes three: it watches
     for an existing id, which our fresh ids never are; SET NX still refuses one that is)."""
@@ -72,6 +81,8 @@ async def _enqueue(engine: Engine, job: Job, *events: EventSpec) -> None:
         pipe.zadd(redis.default_queue_name, {arq_id: score}, nx=True)
         for event in events:
             engine.bus.publish_to(pipe, *event)
+        if replaces:
+            forget_arq_job(pipe, redis.default_queue_name, replaces)
         replies = await pipe.execute()
     if not replies[0]:  # cannot happen with fresh ids; say so loudly if it does
         raise RedisError(f"arq job id {arq_id} already exists")
@@ -153,5 +164,6 @@ async def requeue(engine: Engine, job: Job, reason: str) -> Job | None:
     if moved is None:
         return None
     row, line = moved
-    await _enqueue(engine, row, engine.job_event(row), engine.log_event(row.id, line))
+    await _enqueue(engine, row, engine.job_event(row), engine.log_event(row.id, line),
+                   replaces=job.arq_job_id)
     return row

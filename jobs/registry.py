@@ -8,6 +8,7 @@ The engine runs any kind without knowing what it does. Kinds come from the decla
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -56,6 +57,11 @@ class JobKind:
     # this kind with that key is pending or running, a submit returns that job instead of a
     # second one. The database enforces it, across every web process.
     key: Callable[[dict[str, Any]], str | None] | None = None
+    # what a submission must pass beyond the params model's shape (names that must exist now,
+    # limits from settings): called with the parsed params on every route that creates a job
+    # of this kind, never on a stored job (which must stay readable when settings change);
+    # raises ParamsError, or ValueError worded "<field>: <message>"
+    check: Callable[[Any], None] | None = None
 
     def dedupe_key(self, params: dict[str, Any]) -> str | None:
         key = self.key(params) if self.key is not None else None
@@ -66,7 +72,10 @@ class ParamsError(ValueError):
     """Job parameters failed validation; ``errors`` lists {field, message}."""
 
     def __init__(self, errors: list[dict[str, str]]) -> None:
-        self.errors = errors
+        # bad input is echoed as an excerpt: a megabyte of it must not come back in the answer
+        self.errors = [{"field": _cut(e["field"], 100), "message": _cut(e["message"], 300)}
+                       for e in errors[:20]]
+        errors = self.errors
         super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
 
 
@@ -118,10 +127,53 @@ def pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:
     return out
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+MAX_PARAMS_BYTES = 64_000  # a job's params as JSON; every job is read by every list and page
+MAX_PARAMS_DEPTH = 32
+
+
+def check_bounds(raw: Any) -> None:
+    """Refuse params too big or too deeply nested before any other work on them."""
+    stack = [(raw, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_PARAMS_DEPTH:
+            raise ParamsError([{"field": "params", "message":
+                                f"nested deeper than {MAX_PARAMS_DEPTH} levels"}])
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend((v, depth + 1) for v in value)
+    size = len(json.dumps(raw, default=str))
+    if size > MAX_PARAMS_BYTES:
+        raise ParamsError([{"field": "params", "message":
+                            f"{size} bytes as JSON; at most {MAX_PARAMS_BYTES}"}])
+
+
+def check_params(kind: JobKind, params: BaseModel) -> None:
+    """The kind's own submission checks (``JobKind.check``), as a ParamsError."""
+    if kind.check is None:
+        return
+    try:
+        kind.check(params)
+    except ParamsError:
+        raise
+    except ValueError as exc:
+        field_name, sep, message = str(exc).partition(": ")
+        raise ParamsError([{"field": field_name, "message": message} if sep else
+                           {"field": "params", "message": str(exc)}]) from None
+
+
 def validate_params(kind: JobKind, raw: dict[str, Any]) -> dict[str, Any]:
-    """Validated, normalised params as JSON-ready data; ParamsError names each bad field."""
+    """Validated, normalised params as JSON-ready data, having passed the kind's own checks;
+    ParamsError names each bad field."""
+    check_bounds(raw)
     try:
         model = kind.params_model.model_validate(raw)
     except ValidationError as exc:
         raise ParamsError(pydantic_errors(exc)) from None
+    check_params(kind, model)
     return model.model_dump(mode="json")

@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     event_stream_maxlen: int = Field(10_000, ge=100)
     sse_keepalive_seconds: float = Field(15.0, gt=0, le=15.0)
     sse_client_queue: int = Field(256, ge=8)
+    # what one SSE client may have waiting in memory; past it, it resumes from the stream
+    sse_client_bytes: int = Field(4_000_000, ge=10_000)
+    max_sse_clients: int = Field(2000, ge=1)
+    # host names the web answers to (comma/space separated; "*" any); default: loopback + bind
+    allowed_hosts: str = ""
+    max_body_bytes: int = Field(1_000_000, ge=10_000)
+    # a connection that has not sent a whole request head this long after opening is closed
+    header_timeout_seconds: float = Field(10.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

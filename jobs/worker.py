@@ -16,6 +16,7 @@ from typing import Any
 from arq import Worker
 from arq.constants import in_progress_key_prefix, job_key_prefix
 from arq.worker import func
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from jobs import queue, store
@@ -25,11 +26,22 @@ from jobs.domain import Periodic, load_domains
 from jobs.engine import Engine, redis_client
 from jobs.keys import ARQ_FUNCTION, CANCEL_CHANNEL, PERIODIC_KEY_PREFIX, WORKER_KEY_PREFIX
 from jobs.models import Job
-from jobs.registry import Outcome, get_kind
+from jobs.redact import redact
+from jobs.registry import Outcome, ParamsError, get_kind, pydantic_errors
 from jobs.settings import Settings
-from jobs.status import ACTIVE_STATUSES, Status
+from jobs.status import ACTIVE_STATUSES, UNFINISHED_STATUSES, Status
 
 log = logging.getLogger("marketdesk.worker")
+
+
+# one per process, kept across restarts of the arq worker inside it (after a Redis outage):
+# /healthz counts worker keys, and a restarted worker must not count twice
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+JOB_TIMEOUT = timedelta(days=1)  # cancellation is ours, cooperative, not arq's timeout
+IN_PROGRESS_MS = int(JOB_TIMEOUT.total_seconds() + 10) * 1000  # arq's in-progress key's life
+UNFINISHED_VALUES = frozenset(s.value for s in UNFINISHED_STATUSES)
 
 
 class WorkerState:
@@ -37,9 +49,10 @@ class WorkerState:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.worker_id = WORKER_ID
         self.active: dict[str, JobContext] = {}
         self.tasks: list[asyncio.Task[None]] = []
+        self.redis_down = False
 
     def start(self) -> None:
         self.tasks = [
@@ -96,22 +109,34 @@ class WorkerState:
             await asyncio.sleep(every)
 
     async def heartbeat(self) -> None:
+        """The database first: it is what says the jobs here are alive, and it must keep
+        saying so while Redis is down (else another worker requeues them as lost)."""
         settings = self.engine.settings
-        await self.engine.redis.set(WORKER_KEY_PREFIX + self.worker_id, utcnow().isoformat(),
-                                    px=int(settings.lease_seconds * 1000))
         # a cancel whose pubsub message was missed still arrives here
         for job_id in await store.heartbeat(self.engine.db, list(self.active), utcnow()):
             ctx = self.active.get(job_id)
             if ctx is not None and not ctx.cancelled:
                 ctx.request_cancel()
+        try:
+            await self.engine.redis.set(WORKER_KEY_PREFIX + self.worker_id, utcnow().isoformat(),
+                                        px=int(settings.lease_seconds * 1000))
+        except (RedisError, OSError) as exc:
+            if not self.redis_down:
+                log.warning("Redis is unreachable (%s); the jobs here keep their lease in the "
+                            "database", type(exc).__name__)
+            self.redis_down = True
+        else:
+            self.redis_down = False
 
     async def _listen_cancels(self) -> None:
         # its own connection, without a read timeout: a quiet channel is not a dead one
         client = redis_client(self.engine.redis_url, socket_timeout=None)
+        lost = False
         while True:
             try:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(CANCEL_CHANNEL)
+                lost = False
                 async for message in pubsub.listen():
                     job_id = message.get("data")
                     job_id = job_id.decode() if isinstance(job_id, bytes) else job_id
@@ -121,11 +146,17 @@ class WorkerState:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("cancel listener lost its connection (%s); reconnecting", exc)
+                if not lost:  # once per outage
+                    log.warning("cancel listener lost its connection (%s); reconnecting",
+                                type(exc).__name__)
+                lost = True
                 await asyncio.sleep(1)
 
     async def reconcile(self) -> None:
-        await reconcile_once(self.engine, skip=set(self.active))
+        try:
+            await reconcile_once(self.engine, skip=set(self.active))
+        except (RedisError, OSError):  # an outage (the heartbeat says so): nothing to requeue into
+            pass
 
 
 async def reconcile_once(engine: Engine, skip: set[str] | None = None) -> list[str]:
@@ -153,13 +184,50 @@ async def reconcile_once(engine: Engine, skip: set[str] | None = None) -> list[s
             if done.status != Status.PENDING:  # a requeue has published its own event
                 await engine.publish_job(done)
             touched.append(job.id)
-    # pending rows whose arq job is gone (Redis wiped or restarted)
+    # pending rows whose arq job is gone (Redis wiped or restarted), or was taken by a worker
+    # that died before claiming it: arq's in-progress key then outlives it by a day, and arq
+    # skips the job while it exists. A live worker claims what it takes within milliseconds,
+    # so a key older than the lease on a job still pending marks a dead taker.
+    lease_ms = settings.lease_seconds * 1000
     for job in await store.pending_jobs_older_than(engine.db, now - timedelta(seconds=5)):
         arq_id = job.arq_job_id or ""
-        exists = await engine.redis.exists(job_key_prefix + arq_id, in_progress_key_prefix + arq_id)
-        if not exists and await queue.requeue(engine, job, "its queue entry was lost"):
+        async with engine.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(job_key_prefix + arq_id)
+            pipe.pttl(in_progress_key_prefix + arq_id)
+            queued, in_progress_ttl = await pipe.execute()
+        if in_progress_ttl > 0:
+            if IN_PROGRESS_MS - in_progress_ttl > lease_ms and await queue.requeue(
+                    engine, job, "its worker died before starting it"):
+                touched.append(job.id)
+        elif not queued and await queue.requeue(engine, job, "its queue entry was lost"):
             touched.append(job.id)
+    await sweep_queue(engine)
     return touched
+
+
+async def sweep_queue(engine: Engine, limit: int = 1000) -> int:
+    """Remove arq's entries of attempts no job waits for any more (the job finished, or moved
+    on to another attempt): what a kill or an outage at the wrong moment leaves behind.
+    Returns how many it removed."""
+    redis = engine.redis
+    arq_ids = [a.decode() if isinstance(a, bytes) else a
+               for a in await redis.zrange(redis.default_queue_name, 0, limit - 1)]
+    if not arq_ids:
+        return 0
+    rows = {j.id: j for j in await store.get_jobs(engine.db, list({a.partition(".")[0] for a in arq_ids}))}
+    abandoned = []
+    for arq_id in arq_ids:
+        job = rows.get(arq_id.partition(".")[0])
+        # no row: not ours to judge (a job being submitted has its row before its entry)
+        if job is not None and (job.arq_job_id != arq_id or job.status not in UNFINISHED_VALUES):
+            abandoned.append(arq_id)
+    if abandoned:
+        async with redis.pipeline(transaction=False) as pipe:
+            for arq_id in abandoned:
+                queue.forget_arq_job(pipe, redis.default_queue_name, arq_id)
+            await pipe.execute()
+        log.info("removed %d abandoned queue entries", len(abandoned))
+    return len(abandoned)
 
 
 async def run_job(ctx: dict[str, Any], job_id: str, kind_name: str | None = None) -> str:
@@ -207,6 +275,8 @@ async def run_job(ctx: dict[str, Any], job_id: str, kind_name: str | None = None
     finally:
         state.active.pop(job_id, None)
     values.update({"finished_at": utcnow(), "warnings": list(jctx.warnings)})
+    if values.get("error"):
+        values["error"] = redact(str(values["error"]))
     message = f"Finished: {final.value}" + (f" ({values['error']})" if values.get("error") else "")
     done = await store.finish_job(engine.db, job_id, final, values,
                                   only_from=[jctx.status, *ACTIVE_STATUSES], log_message=message,
@@ -220,7 +290,10 @@ async def run_job(ctx: dict[str, Any], job_id: str, kind_name: str | None = None
 
 async def _execute(jctx: JobContext, kind: Any, job: Job) -> tuple[Status, dict[str, Any]]:
     """Run the job function in this task; its final status and the values to store with it."""
-    params = kind.params_model.model_validate(job.params)
+    try:
+        params = kind.params_model.model_validate(job.params)
+    except ValidationError as exc:  # written by an older version, or by hand
+        return Status.FAILED, {"error": f"its parameters cannot be read: {ParamsError(pydantic_errors(exc))}"}
     jctx.stop_after_grace = asyncio.current_task()  # a cancel it ignores past the grace stops it
     try:
         out = await kind.func(jctx, params)
@@ -232,13 +305,13 @@ async def _execute(jctx: JobContext, kind: Any, job: Job) -> tuple[Status, dict[
     except JobCancelled:
         return Status.CANCELLED, {"phase": "Cancelled"}
     except JobFailed as exc:
-        return Status.FAILED, {"error": str(exc)}
+        return Status.FAILED, {"error": redact(str(exc))}
     except Exception as exc:
         log.exception("job %s failed", job.id)
-        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        tb = redact(traceback.format_exception_only(type(exc), exc)[-1].strip())
         with contextlib.suppress(Exception):
             await jctx.log(tb, level="error")
-        return Status.FAILED, {"error": f"{type(exc).__name__}: {exc}"}
+        return Status.FAILED, {"error": redact(f"{type(exc).__name__}: {exc}")}
     finally:
         jctx.stop_after_grace = None
     if isinstance(out, Outcome):
@@ -272,6 +345,7 @@ class SlotWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._slot_freed = asyncio.Event()
+        self._redis_down = False
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -279,8 +353,38 @@ class SlotWorker(Worker):
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         # the queue holds a job until it finishes: skip the ones running here without asking
-        # Redis (arq checks each with two round trips, which every early wake-up would repeat)
-        await super().start_jobs([j for j in job_ids if j.decode() not in self.tasks])
+        # Redis (arq checks each with two round trips, which every early wake-up would repeat).
+        # One id at a time, so that Redis failing half-way gives back the slot arq took for
+        # it (arq's own loop would leave it taken, and the worker a job slot short for good).
+        for job_id in job_ids:
+            if job_id.decode() in self.tasks:
+                continue
+            if self.job_counter >= self.max_jobs:
+                return
+            before = self.job_counter
+            try:
+                await super().start_jobs([job_id])
+            except (RedisError, OSError):
+                if self.job_counter > before and job_id.decode() not in self.tasks:
+                    self.job_counter -= 1
+                    self.sem.release()
+                raise
+
+    async def _poll_iteration(self) -> None:
+        """A poll that rides out a Redis outage: the jobs running here go on (their state is in
+        the database), the worker waits for Redis and goes on polling, instead of ending."""
+        try:
+            await self._poll_and_refill()
+        except (RedisError, OSError) as exc:
+            if not self._redis_down:
+                log.warning("Redis is unreachable (%s); running jobs go on, polling again every "
+                            "second", type(exc).__name__)
+            self._redis_down = True
+            await asyncio.sleep(1)
+        else:
+            if self._redis_down:
+                log.warning("Redis is back")
+            self._redis_down = False
 
     async def close(self) -> None:
         """arq's close(), except that it waits for every job task whatever its end: arq gathers
@@ -292,13 +396,15 @@ class SlotWorker(Worker):
         if not self._pool:
             return
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        await self.pool.delete(self.health_check_key)
+        with contextlib.suppress(RedisError, OSError):  # Redis may be the reason we stop
+            await self.pool.delete(self.health_check_key)
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
-        await self.pool.aclose(close_connection_pool=True)
+        with contextlib.suppress(RedisError, OSError):
+            await self.pool.aclose(close_connection_pool=True)
         self._pool = None
 
-    async def _poll_iteration(self) -> None:
+    async def _poll_and_refill(self) -> None:
         """Poll, then, until this poll's ``poll_delay`` is over, poll again as slots free: when
         every slot is busy, once half of them are free; in burst mode also when the last jobs
         end, so a burst ends with its jobs instead of sleeping out the delay (arq counts the
@@ -333,7 +439,7 @@ def build_worker(engine: Engine, *, burst: bool = False, max_jobs: int = 10,
         burst=burst,
         max_jobs=max_jobs,
         poll_delay=poll_delay,
-        job_timeout=timedelta(days=1),  # cancellation is ours, cooperative, not arq's timeout
+        job_timeout=JOB_TIMEOUT,
         keep_result=0,  # results live in our store; arq's copy would only hold memory
         handle_signals=handle_signals,
         health_check_interval=30,

@@ -11,13 +11,12 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.htmx import HTMXRequest
 from litestar.static_files import create_static_files_router
 
 from jobs.domain import check_all_settings, load_domains
 from jobs.engine import Engine
 from jobs.settings import Settings, get_settings
-from web.common import DEPENDENCIES, EXCEPTION_HANDLERS
+from web.common import DEPENDENCIES, EXCEPTION_HANDLERS, AppRequest
 from web.events import Hub, events_stream
 from web.render import ENV, STATIC_DIR
 from web.security import security_middleware
@@ -33,7 +32,8 @@ def _warm_up() -> None:
             domain.warm_up()
 
 
-def create_app(settings: Settings | None = None, redis_url: str | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, redis_url: str | None = None,
+               bind_host: str | None = None) -> Litestar:
     settings = settings or get_settings()
     url = redis_url or settings.redis_url
     if not url:
@@ -48,7 +48,8 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = Engine(settings, url)
-        hub = Hub(engine, queue_size=settings.sse_client_queue)
+        hub = Hub(engine, queue_size=settings.sse_client_queue,
+                  client_bytes=settings.sse_client_bytes)
         app.state.engine = engine
         app.state.hub = hub
         await asyncio.to_thread(_warm_up)
@@ -67,7 +68,7 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
                 except TimeoutError:
                     log.warning("closing %s took longer than 3 s; going on without it", what)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             *(s.router for s in slices if s.router is not None),
             events_stream,
@@ -76,13 +77,18 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
         ],
         lifespan=[lifespan, *(hook for s in slices for hook in s.lifespan)],
         dependencies=DEPENDENCIES,
-        request_class=HTMXRequest,
-        middleware=[security_middleware(settings), *(m for s in slices for m in s.middleware)],
+        request_class=AppRequest,
+        request_max_body_size=settings.max_body_bytes,
+        middleware=[m for s in slices for m in s.middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(title="marketdesk", version="0.1.0", path="/schema"),
         # exceptions are logged by web.common.internal_error: the unexpected ones only
         logging_config=LoggingConfig(log_exceptions="never"),
     )
+    # around the whole application, not its routes: unknown paths and methods get the Host
+    # check and the security headers too
+    app.asgi_handler = security_middleware(settings, bind_host)(app.asgi_handler)
+    return app
 
 
 def app_from_env() -> Litestar:

@@ -46,10 +46,12 @@ def _run_web(settings: Settings, redis_url: str, host: str, port: int,
     import uvicorn
 
     from web.app import create_app
+    from web.server import protocol_with_head_timeout
 
-    config = uvicorn.Config(create_app(settings, redis_url), host=host, port=port,
+    config = uvicorn.Config(create_app(settings, redis_url, bind_host=host), host=host, port=port,
                             log_level="warning", timeout_graceful_shutdown=2,
-                            timeout_keep_alive=5, lifespan="on")
+                            timeout_keep_alive=5, lifespan="on",
+                            http=protocol_with_head_timeout(settings.header_timeout_seconds))
     server = uvicorn.Server(config)
     if on_started:
         def watch() -> None:
@@ -210,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from jobs.redact import install
+
+    install()  # no secret in any log line of any process started here
     args = build_parser().parse_args(argv)
     args.func(args)
 

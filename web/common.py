@@ -4,6 +4,8 @@ redirects, form errors, error mapping."""
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, Response
@@ -11,6 +13,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.htmx import ClientRedirect, HTMXRequest
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
@@ -27,6 +30,65 @@ from jobs.registry import ParamsError
 from web.render import render, with_embed
 
 log = logging.getLogger("marketdesk.web")
+
+
+# -- what the OpenAPI document says of answers other than the handler's own ---------------------
+@dataclass
+class FieldError:
+    field: str
+    message: str
+
+
+@dataclass
+class ErrorBody:
+    """Every JSON error: the status, a sentence naming the field and what is allowed, and the
+    fields one by one where there are several."""
+
+    status_code: int
+    detail: str
+    errors: list[FieldError] | None = None
+    job_status: str | None = None
+
+
+_MEANING = {
+    400: "Bad input: the detail names the field and what is allowed",
+    404: "No such job",
+    409: "The job's state does not allow it, or a job of an exclusive kind is unfinished",
+    413: "Request body too large (MARKETDESK_MAX_BODY_BYTES)",
+    429: "Job queue full (MARKETDESK_MAX_QUEUED); try again later",
+    503: "A part the service needs (Redis) is unreachable; try again (see Retry-After)",
+}
+
+
+def errors(*codes: int) -> dict[int, ResponseSpec]:
+    """The error answers a handler can give besides its own, for its OpenAPI operation."""
+    return {code: ResponseSpec(data_container=ErrorBody, description=_MEANING[code],
+                               generate_examples=False) for code in codes}
+
+
+def html_response(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=str, description=description, media_type=MediaType.HTML,
+                        generate_examples=False)
+
+
+# a refused form comes back as HTML with its errors beside their fields
+FORM_ERRORS = {422: html_response("The form again, each error beside its field")}
+
+
+class AppRequest(HTMXRequest):
+    """The request every handler gets: htmx's, with a JSON body nested too deep for the decoder
+    answered as the client's mistake (a 400 naming the body) rather than our 500."""
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except RecursionError:
+            raise ValidationException(
+                f"body: JSON nested deeper than the decoder allows; keep it under {MAX_DEPTH} "
+                "levels") from None
+
+
+MAX_DEPTH = 32  # nesting any request of ours needs is a handful of levels
 
 
 def _engine(state: State) -> Engine:
@@ -62,6 +124,21 @@ def form_errors(exc: ParamsError, fields: Any) -> dict[str, str]:
     return errors
 
 
+MAX_ECHO = 2000
+
+
+def echoed(form: dict[str, Any]) -> dict[str, Any]:
+    """A refused form's values as it is shown again: each cut to ``MAX_ECHO`` characters (no
+    field of ours is valid longer), so oversized input comes back as an excerpt."""
+    def cut(v: Any) -> Any:
+        if isinstance(v, str):
+            return v[:MAX_ECHO]
+        if isinstance(v, list):
+            return [cut(x) for x in v[:200]]
+        return v
+    return {k: cut(v) for k, v in form.items()}
+
+
 def html(template: str, status_code: int = 200, headers: dict[str, str] | None = None,
          **context: Any) -> Response[str]:
     return Response(render(template, **context), status_code=status_code,
@@ -74,6 +151,14 @@ def page(request: HTMXRequest, template: str, status_code: int = 200,
     embed = is_embed(request)
     return html(template, status_code, embed=embed, layout="embed.html" if embed else "base.html",
                 path=request.url.path, **context)
+
+
+MAX_MESSAGE = 300
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
+    """An error message cut to ``limit`` characters: bad input is echoed as an excerpt."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _json_error(status: int, detail: str, **extra: Any) -> Response[dict[str, Any]]:
@@ -90,7 +175,9 @@ def queue_full(_: Request[Any, Any, Any], exc: QueueFull) -> Response[dict[str, 
 
 
 def queue_unavailable(_: Request[Any, Any, Any], exc: QueueUnavailable) -> Response[dict[str, Any]]:
-    return _json_error(HTTP_503_SERVICE_UNAVAILABLE, str(exc))
+    response = _json_error(HTTP_503_SERVICE_UNAVAILABLE, str(exc))
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def not_found(_: Request[Any, Any, Any], exc: JobNotFound) -> Response[dict[str, Any]]:
@@ -105,18 +192,33 @@ def busy(_: Request[Any, Any, Any], exc: JobBusy) -> Response[dict[str, Any]]:
     return _json_error(HTTP_409_CONFLICT, str(exc))
 
 
+_MISSING = re.compile(r"Object missing required field `([^`]+)`")
+
+
+def _named(field_name: str, message: str) -> dict[str, str]:
+    """A missing body field named as the field itself (msgspec reports it on ``data``)."""
+    missing = _MISSING.fullmatch(message)
+    if missing:
+        return {"field": missing[1], "message": "required"}
+    return {"field": field_name, "message": message}
+
+
 def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     extra = exc.extra if isinstance(exc.extra, list) else []
-    errors = [{"field": str(e.get("key") or e.get("source") or "body"), "message": e.get("message")}
-              for e in extra if isinstance(e, dict)]
-    detail = str(exc.detail)
+    errors = [_named(bounded(str(e.get("key") or e.get("source") or "body"), 100),
+                     bounded(str(e.get("message"))))
+              for e in extra[:20] if isinstance(e, dict)]
+    detail = bounded(str(exc.detail))
     if errors and detail.startswith("Validation failed"):
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     return _json_error(HTTP_400_BAD_REQUEST, detail, errors=errors)
 
 
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
-    return _json_error(exc.status_code, str(exc.detail))
+    response = _json_error(exc.status_code, bounded(str(exc.detail)))
+    if exc.headers:  # a 405's Allow, a 503's Retry-After
+        response.headers.update(exc.headers)
+    return response
 
 
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

@@ -6,10 +6,14 @@ nothing for jobs of other kinds).
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from litestar import Response, Router, get, post
+from litestar.enums import MediaType
 from litestar.exceptions import ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.plugins.htmx import ClientRedirect, HTMXRequest
 from litestar.status_codes import HTTP_202_ACCEPTED
@@ -21,15 +25,20 @@ from jobs.events import Event
 from jobs.keys import WORKER_KEY_PREFIX
 from jobs.registry import kind_names, load_kinds
 from jobs.status import ALL_STATUSES, Status
-from web.common import html, is_embed, page, redirect_to
+from web.common import errors, html, html_response, is_embed, page, redirect_to
 from web.render import finished_row, job_row, render
 from web.slice import Message, NavEntry, Region, WebSlice, all_regions
 
 PAGE_SIZE = 25
+KindFilter = Annotated[str | None, Parameter(schema_extra={"enum": kind_names()},
+                                             description="only jobs of this kind")]
+StatusFilter = Annotated[str | None, Parameter(schema_extra={"enum": list(ALL_STATUSES)},
+                                               description="only jobs in this status")]
 # an offset walks every row before the page (a hundred milliseconds at a million jobs): deep
 # pages go by ``before``/``after`` instead, which the pager links use
 MAX_OFFSET = 10_000
 OFFSET_HELP = f"at most {MAX_OFFSET:,}; page further with before=<the last id you got>"
+log = logging.getLogger("marketdesk.web")
 
 
 # -- data for the templates -------------------------------------------------------------------
@@ -53,7 +62,12 @@ async def kind_panels(engine: Engine, job_id: str) -> list[Message]:
     out: list[Message] = []
     for region in all_regions():
         if region.topic == "job" and region.on_connect and region not in REGIONS:
-            out.extend(await region.render(engine, topic, None))
+            try:
+                out.extend(await region.render(engine, topic, None))
+            except Exception as exc:  # the page still shows the job, and says what is missing
+                log.exception("rendering a panel of %s failed", topic)
+                out.append(("panel-error", render("dashboard/panel_error.html",
+                                                  reason=f"{type(exc).__name__}: {exc}"[:300])))
     return out
 
 
@@ -116,18 +130,18 @@ REGIONS = (
 
 
 # -- pages ------------------------------------------------------------------------------------
-@get("/", name="overview")
+@get("/", name="overview", media_type=MediaType.HTML)
 async def overview_page(request: HTMXRequest, engine: Engine) -> Response[str]:
     return page(request, "dashboard/overview.html", **await overview_context(engine))
 
 
-@get("/jobs", name="jobs")
+@get("/jobs", name="jobs", media_type=MediaType.HTML)
 async def jobs_page(
     request: HTMXRequest,
     engine: Engine,
-    kind: str | None = None,
-    status: str | None = None,
-    q: str | None = None,
+    kind: KindFilter = None,
+    status: StatusFilter = None,
+    q: Annotated[str | None, Parameter(max_length=200)] = None,
     offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET, description=OFFSET_HELP)] = 0,
     before: Annotated[str | None, Parameter(max_length=32)] = None,
     after: Annotated[str | None, Parameter(max_length=32)] = None,
@@ -161,7 +175,8 @@ async def jobs_page(
     return page(request, "dashboard/jobs.html", **ctx)
 
 
-@get("/jobs/{job_id:str}", name="job")
+@get("/jobs/{job_id:str}", name="job", media_type=MediaType.HTML,
+     responses={404: html_response("No such job: the page says so")})
 async def job_page(request: HTMXRequest, engine: Engine, job_id: str) -> Response[str]:
     ctx = await job_context(engine, job_id)
     if ctx is None:
@@ -169,7 +184,8 @@ async def job_page(request: HTMXRequest, engine: Engine, job_id: str) -> Respons
     return page(request, "dashboard/job.html", panels=await kind_panels(engine, job_id), **ctx)
 
 
-@post("/jobs/{job_id:str}/cancel", name="job-cancel-form")
+@post("/jobs/{job_id:str}/cancel", name="job-cancel-form", status_code=200,
+      media_type=MediaType.HTML, responses=errors(404))
 async def cancel_form(request: HTMXRequest, engine: Engine, job_id: str) -> Response[str]:
     try:
         await queue.cancel(engine, job_id)
@@ -182,7 +198,8 @@ async def cancel_form(request: HTMXRequest, engine: Engine, job_id: str) -> Resp
     return html("dashboard/job_detail.html", embed=is_embed(request), notice=notice, **ctx)
 
 
-@post("/jobs/{job_id:str}/retry", name="job-retry-form")
+@post("/jobs/{job_id:str}/retry", name="job-retry-form", status_code=200,
+      responses=errors(404, 409, 429, 503))
 async def retry_form(request: HTMXRequest, engine: Engine, job_id: str) -> ClientRedirect:
     new = await queue.retry(engine, job_id)
     return redirect_to(request, f"/jobs/{new.id}")
@@ -192,8 +209,8 @@ async def retry_form(request: HTMXRequest, engine: Engine, job_id: str) -> Clien
 @get("/api/jobs", name="api-jobs")
 async def api_jobs(
     engine: Engine,
-    kind: str | None = None,
-    status: str | None = None,
+    kind: KindFilter = None,
+    status: StatusFilter = None,
     limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET, description=OFFSET_HELP)] = 0,
     before: Annotated[str | None, Parameter(max_length=32)] = None,
@@ -206,20 +223,25 @@ async def api_jobs(
             "offset": offset, "next_before": jobs[-1].id if len(jobs) == limit else None}
 
 
-@post("/api/jobs", name="api-submit", status_code=HTTP_202_ACCEPTED)
-async def api_submit(engine: Engine, data: dict[str, Any]) -> dict[str, Any]:
-    """Submit a job of any registered kind: {"kind": ..., "params": {...}}."""
-    kind = data.get("kind")
-    if not isinstance(kind, str):
-        raise ValidationException("kind: required; allowed: " + ", ".join(kind_names()))
-    params = data.get("params") or {}
-    if not isinstance(params, dict):
-        raise ValidationException("params: must be an object")
-    job, enqueued = await queue.submit_or_join(engine, kind, params)
+@dataclass
+class SubmitRequest:
+    kind: Annotated[str, Parameter(schema_extra={"enum": kind_names()},
+                                   description="a registered job kind")]
+    params: Annotated[dict[str, Any], Parameter(
+        description="the kind's parameters (GET /schema lists each page's form; the API "
+                    "answers 400 naming each bad field)")] = field(default_factory=dict)
+
+
+@post("/api/jobs", name="api-submit", status_code=HTTP_202_ACCEPTED,
+      responses=errors(409, 413, 429, 503))
+async def api_submit(engine: Engine, data: SubmitRequest) -> dict[str, Any]:
+    """Submit a job of any registered kind: {"kind": ..., "params": {...}}; each kind's own
+    checks run, as on its own routes."""
+    job, enqueued = await queue.submit_or_join(engine, data.kind, data.params or {})
     return {"job_id": job.id, "status": job.status, "enqueued": enqueued}
 
 
-@get("/api/jobs/{job_id:str}", name="api-job")
+@get("/api/jobs/{job_id:str}", name="api-job", responses=errors(404))
 async def api_job(engine: Engine, job_id: str) -> dict[str, Any]:
     ctx = await job_context(engine, job_id)
     if ctx is None:
@@ -227,29 +249,35 @@ async def api_job(engine: Engine, job_id: str) -> dict[str, Any]:
     return {**ctx["job"], "log": ctx["logs"]}
 
 
-@post("/api/jobs/{job_id:str}/cancel", name="api-cancel", status_code=200)
+@post("/api/jobs/{job_id:str}/cancel", name="api-cancel", status_code=200,
+      responses=errors(404, 409))
 async def api_cancel(engine: Engine, job_id: str) -> dict[str, Any]:
     return job_payload(await queue.cancel(engine, job_id))
 
 
-@post("/api/jobs/{job_id:str}/retry", name="api-retry", status_code=HTTP_202_ACCEPTED)
+@post("/api/jobs/{job_id:str}/retry", name="api-retry", status_code=HTTP_202_ACCEPTED,
+      responses=errors(404, 409, 429, 503))
 async def api_retry(engine: Engine, job_id: str) -> dict[str, Any]:
     job = await queue.retry(engine, job_id)
     return {"job_id": job.id, "status": job.status, "retry_of": job_id}
 
 
-@get("/healthz", name="healthz")
+@get("/healthz", name="healthz", responses={503: ResponseSpec(
+    data_container=dict[str, Any], description="The database or Redis is unreachable",
+    generate_examples=False)})
 async def healthz(engine: Engine) -> Response[dict[str, Any]]:
     out: dict[str, Any] = {"database": "ok", "redis": "ok", "workers": 0}
     try:
         await engine.db.ping()
     except Exception as exc:  # report, don't raise: this is the page that says what is wrong
-        out["database"] = f"error: {exc}"
+        log.warning("health: database unreachable: %s", exc)
+        out["database"] = f"error: unreachable ({type(exc).__name__})"
     try:
         await engine.redis.ping()
         out["workers"] = len([k async for k in engine.redis.scan_iter(WORKER_KEY_PREFIX + "*")])
     except (RedisError, OSError) as exc:
-        out["redis"] = f"error: {exc}"
+        log.warning("health: Redis unreachable: %s", exc)  # its address stays in the log
+        out["redis"] = f"error: unreachable ({type(exc).__name__})"
     healthy = out["database"] == "ok" and out["redis"] == "ok"
     out["status"] = "ok" if healthy and out["workers"] else ("degraded" if healthy else "error")
     return Response(out, status_code=200 if healthy else 503)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import anyio
 from litestar import Request, get
-from litestar.exceptions import ValidationException
+from litestar.exceptions import ServiceUnavailableException, ValidationException
 from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -36,6 +36,7 @@ from web.slice import Message, Region, all_regions
 log = logging.getLogger("marketdesk.events")
 
 COALESCE_SECONDS = 0.25
+RETRY_AFTER_SECONDS = 5
 LANE_SIZE = 10_000  # events a topic may have waiting for its renders before its clients resume
 TOPIC_RE = re.compile(r"^(?P<prefix>[a-z]+)(?::(?P<arg>[A-Za-z0-9_.-]{1,64}))?$")
 
@@ -78,6 +79,8 @@ class Client:
     as_json: bool = False  # raw event data for tools (the CLI), instead of HTML fragments
     embed: bool = False  # fragments for an embedded panel (links keep ?embed=1)
     overflowed: bool = False
+    max_bytes: int = 4_000_000  # what may wait for it in memory, whatever the number of events
+    queued_bytes: int = 0
 
     @property
     def variant(self) -> str:
@@ -86,20 +89,33 @@ class Client:
     def offer(self, item: object) -> None:
         if self.overflowed:
             return
+        size = len(item[1]) if isinstance(item, tuple) else 0
         try:
+            if self.queued_bytes + size > self.max_bytes:
+                raise asyncio.QueueFull
             self.queue.put_nowait(item)
+            self.queued_bytes += size
         except asyncio.QueueFull:
             # too slow: drop it rather than grow; it reconnects and resumes from the stream
             self.overflowed = True
             with contextlib.suppress(asyncio.QueueEmpty):
                 self.queue.get_nowait()
             self.queue.put_nowait(CLOSE)
+            self.queued_bytes = 0
+
+    async def next(self) -> object:
+        item = await self.queue.get()
+        if isinstance(item, tuple):
+            self.queued_bytes = max(0, self.queued_bytes - len(item[1]))
+        return item
 
 
 @dataclass
 class Hub:
     engine: Engine
     queue_size: int = 256
+    client_bytes: int = 4_000_000
+    count: int = 0  # clients connected
     by_topic: dict[str, set[Client]] = field(default_factory=lambda: defaultdict(set))
     position: str = "0-0"
     shutdown: anyio.Event = field(default_factory=anyio.Event)
@@ -137,12 +153,15 @@ class Hub:
         await self._redis.aclose()
 
     def subscribe(self, topics: frozenset[str], as_json: bool = False, embed: bool = False) -> Client:
-        client = Client(topics, asyncio.Queue(maxsize=self.queue_size), as_json, embed)
+        client = Client(topics, asyncio.Queue(maxsize=self.queue_size), as_json, embed,
+                        max_bytes=self.client_bytes)
+        self.count += 1
         for topic in topics:
             self.by_topic[topic].add(client)
         return client
 
     def unsubscribe(self, client: Client) -> None:
+        self.count -= 1
         for topic in client.topics:
             subscribers = self.by_topic.get(topic)
             if subscribers is not None:
@@ -154,9 +173,13 @@ class Hub:
                         lane[1].cancel()
 
     async def _read_forever(self) -> None:
+        failing = False
         while True:
             try:
                 events = await read_after(self._redis, self.position, count=500, block_ms=5000)
+                if failing:
+                    log.warning("event stream readable again")
+                    failing = False
                 if not events:
                     newest = await latest_id(self._redis)
                     if id_key(newest) < id_key(self.position):  # the stream was wiped
@@ -168,8 +191,12 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                log.warning("event stream read failed (%s); retrying", exc)
+                if not failing:  # once per outage, not twice a second
+                    log.warning("event stream read failed (%s); retrying until Redis is back",
+                                type(exc).__name__)
+                failing = True
                 await asyncio.sleep(0.5)
+                continue
             except Exception:
                 log.exception("event dispatch failed")
 
@@ -370,30 +397,40 @@ async def client_stream(hub: Hub, topics: frozenset[str], last_event_id: str | N
                         ) -> AsyncIterator[ServerSentEvent | bytes]:
     client = hub.subscribe(topics, as_json, embed)
     try:
-        sent_up_to = hub.position
-        replay = None
-        if last_event_id:
-            with contextlib.suppress(ValueError, RedisError):
-                id_key(last_event_id)
-                replay = await _replay(hub, client, last_event_id)
-        if replay is not None:
-            events, sent_up_to = replay
-            for sse in events:
-                yield sse
-        else:
-            sent_up_to = await latest_id(hub.engine.redis)
-            for sse in _sse(sent_up_to, await _current_state(hub, client)):
-                yield sse
-        while True:
-            item = await client.queue.get()
-            if item is CLOSE:
-                return
-            entry_id, wire = item  # type: ignore[misc]
-            if id_key(entry_id) <= id_key(sent_up_to):
-                continue  # already sent by the replay or the state above
-            yield wire
+        async for item in _stream(hub, client, last_event_id):
+            yield item
+    except (RedisError, OSError) as exc:
+        # Redis went away under this stream: end it (the browser reconnects, and is told to
+        # retry while the outage lasts) rather than fail the response with a traceback
+        log.warning("an event stream ended: Redis is unreachable (%s)", type(exc).__name__)
     finally:
         hub.unsubscribe(client)
+
+
+async def _stream(hub: Hub, client: Client, last_event_id: str | None
+                  ) -> AsyncIterator[ServerSentEvent | bytes]:
+    sent_up_to = hub.position
+    replay = None
+    if last_event_id:
+        with contextlib.suppress(ValueError, RedisError):
+            id_key(last_event_id)
+            replay = await _replay(hub, client, last_event_id)
+    if replay is not None:
+        events, sent_up_to = replay
+        for sse in events:
+            yield sse
+    else:
+        sent_up_to = await latest_id(hub.engine.redis)
+        for sse in _sse(sent_up_to, await _current_state(hub, client)):
+            yield sse
+    while True:
+        item = await client.next()
+        if item is CLOSE:
+            return
+        entry_id, wire = item  # type: ignore[misc]
+        if id_key(entry_id) <= id_key(sent_up_to):
+            continue  # already sent by the replay or the state above
+        yield wire
 
 
 @get("/events")
@@ -407,6 +444,17 @@ async def events_stream(request: Request, topic: list[str], format: str = "html"
     topics = parse_topics(topic)
     if format not in ("html", "json"):
         raise ValidationException(f"format: {format!r} is not allowed; allowed: html, json")
+    limit = hub.engine.settings.max_sse_clients
+    if hub.count >= limit:
+        raise ServiceUnavailableException(
+            f"{limit} live connections are open (MARKETDESK_MAX_SSE_CLIENTS); try again shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    try:
+        await hub.engine.redis.ping()
+    except (RedisError, OSError):
+        raise ServiceUnavailableException(
+            "live updates are unavailable: the event stream (Redis) is unreachable; retry shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
     last_event_id = request.headers.get("last-event-id")
     return EventSourceResponse(
         client_stream(hub, topics, last_event_id, format == "json", embed),

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from litestar import Response, Router, get, post
-from litestar.enums import RequestEncodingType
+from litestar.enums import MediaType, RequestEncodingType
 from litestar.params import Body, Parameter
 from litestar.plugins.htmx import HTMXRequest
 from litestar.status_codes import HTTP_202_ACCEPTED
@@ -21,7 +21,7 @@ from jobs.prices.download import DOWNLOAD, PRICES_TOPIC, DownloadParams
 from jobs.prices.providers import PROVIDER_NAMES
 from jobs.prices.settings import prices_settings
 from jobs.registry import ParamsError, pydantic_errors, validate_params
-from web.common import form_errors, html, is_embed, page, redirect_to
+from web.common import FORM_ERRORS, echoed, errors, form_errors, html, is_embed, page, redirect_to
 from web.render import render
 from web.slice import Message, NavEntry, Region, WebSlice
 
@@ -55,7 +55,7 @@ REGIONS = (
 )
 
 
-@get("/prices", name="prices")
+@get("/prices", name="prices", media_type=MediaType.HTML)
 async def prices_page(request: HTMXRequest, engine: Engine,
                       offset: Annotated[int, Parameter(ge=0, le=10**9)] = 0) -> Response[str]:
     """The page; ``offset`` pages the coverage table (COVERAGE_PAGE symbols a page)."""
@@ -68,7 +68,8 @@ async def prices_page(request: HTMXRequest, engine: Engine,
                 **await coverage_context(engine, offset))
 
 
-@post("/prices/download", name="prices-download-form")
+@post("/prices/download", name="prices-download-form", status_code=200,
+      media_type=MediaType.HTML, responses=FORM_ERRORS)
 async def download_form(
     request: HTMXRequest,
     engine: Engine,
@@ -88,11 +89,12 @@ async def download_form(
         errors["form"] = str(exc)
     else:
         return redirect_to(request, f"/jobs/{job.id}")
-    return html("prices/download_form.html", 422, form=form, errors=errors,
+    return html("prices/download_form.html", 422, form=echoed(form), errors=errors,
                 providers=PROVIDER_NAMES, embed=is_embed(request))
 
 
-@post("/api/prices/download", name="api-prices-download", status_code=HTTP_202_ACCEPTED)
+@post("/api/prices/download", name="api-prices-download", status_code=HTTP_202_ACCEPTED,
+      responses=errors(409, 413, 429, 503))
 async def api_download(engine: Engine, data: dict[str, Any]) -> dict[str, Any]:
     """Start a download: {symbols, start_date, end_date, provider?} → {job_id, status}."""
     job = await queue.submit(engine, KIND, data)

@@ -10,23 +10,24 @@ from datetime import date, timedelta
 from typing import Annotated, Any
 
 from litestar import Response, Router, get, post
-from litestar.enums import RequestEncodingType
+from litestar.enums import MediaType, RequestEncodingType
 from litestar.params import Body, Parameter
 from litestar.plugins.htmx import HTMXRequest
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND, HTTP_503_SERVICE_UNAVAILABLE
+from pydantic import ValidationError
 
 from jobs import queue, store
 from jobs.db import today_utc, utcnow
 from jobs.engine import Engine
 from jobs.events import Event
 from jobs.prices.calendar import trading_days
-from jobs.registry import ParamsError
+from jobs.registry import ParamsError, pydantic_errors
 from jobs.simulation import catalog, results
 from jobs.simulation import store as sim_store
 from jobs.simulation.job import KIND, SIMULATION_EVENT, SimulationParams, model_days
 from jobs.simulation.settings import simulation_settings
 from jobs.simulation.trigger import SimulationBusy, trigger
-from web.common import form_errors, html, is_embed, page, redirect_to
+from web.common import FORM_ERRORS, echoed, errors, form_errors, html, is_embed, page, redirect_to
 from web.render import render
 from web.slice import Message, NavEntry, Region, WebSlice
 
@@ -104,6 +105,25 @@ def _chart(curves: dict[str, list[tuple[date, float]]],
     }
 
 
+def read_params(params: Any) -> tuple[SimulationParams | None, str | None]:
+    """A stored job's params, or why they cannot be read (a job from an older version, a model
+    since removed from the models file): its page shows the reason instead of failing."""
+    try:
+        parsed = SimulationParams.model_validate(params)
+    except ValidationError as exc:
+        return None, "; ".join(f"{e['field']}: {e['message']}" for e in pydantic_errors(exc))[:500]
+    try:
+        known = catalog.load_models()
+    except ValueError as exc:
+        return parsed, str(exc)[:500]
+    unknown = [m for m in parsed.models if m not in known]
+    if unknown:
+        return parsed, (f"unknown model{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(repr(m) for m in unknown)}; known models: "
+                        f"{', '.join(sorted(known))}")[:500]
+    return parsed, None
+
+
 async def results_context(engine: Engine, params: SimulationParams, job_id: str) -> dict[str, Any]:
     """The job page's chart and metrics; the metrics are the status API's (results.job_metrics)."""
     specs = catalog.load_models()
@@ -143,8 +163,15 @@ async def _simulation_job(engine: Engine, topic: str, event: Event | None) -> di
     return None if job is None or job.kind != KIND else {"id": job.id, "params": job.params}
 
 
+def _unreadable(reason: str) -> list[Message]:
+    return [("sim-grid", render("simulation/unreadable.html", reason=reason))]
+
+
 async def _results(engine: Engine, job: dict[str, Any]) -> list[Message]:
-    ctx = await results_context(engine, SimulationParams.model_validate(job["params"]), job["id"])
+    params, _ = read_params(job["params"])
+    if params is None:
+        return []
+    ctx = await results_context(engine, params, job["id"])
     return [("sim-chart", render("simulation/chart.html", **ctx)),
             ("sim-metrics", render("simulation/metrics.html", **ctx))]
 
@@ -155,7 +182,11 @@ async def _grid(engine: Engine, topic: str, event: Event | None) -> list[Message
     job = await _simulation_job(engine, topic, event)
     if job is None or (event is not None and job.get("status") != "running"):
         return []
-    return [("sim-grid", render("simulation/grid.html", **await grid_context(engine, job)))]
+    params, reason = read_params(job["params"])
+    if params is None:
+        return _unreadable(reason or "")
+    return [("sim-grid", render("simulation/grid.html", reason=reason,
+                                **await grid_context(engine, job)))]
 
 
 async def _cell(engine: Engine, topic: str, event: Event | None) -> list[Message]:
@@ -179,7 +210,8 @@ REGIONS = (
 
 
 # -- API --------------------------------------------------------------------------------------
-@post("/simulate/trigger", name="simulate-trigger", status_code=200)
+@post("/simulate/trigger", name="simulate-trigger", status_code=200,
+      responses=errors(413, 429, 503))
 async def simulate_trigger(engine: Engine, data: dict[str, Any]) -> Response[dict[str, Any]]:
     """Validate and record a simulation job; answers at once (the worker downloads prices).
     While another simulation is pending or running: 400, as the source design answers."""
@@ -192,12 +224,15 @@ async def simulate_trigger(engine: Engine, data: dict[str, Any]) -> Response[dic
                      "warnings": done.warnings})
 
 
-@get("/simulate/status/{job_id:str}", name="simulate-status")
+@get("/simulate/status/{job_id:str}", name="simulate-status", responses=errors(404))
 async def simulate_status(engine: Engine, job_id: str) -> dict[str, Any]:
     job = await store.get_job(engine.db, job_id)
     if job is None or job.kind != KIND:
         raise queue.JobNotFound(job_id)
-    params = SimulationParams.model_validate(job.params)
+    params, reason = read_params(job.params)
+    if params is None:  # still a status: what the job is, and why its plan cannot be shown
+        return {"job_id": job.id, "status": job.status, "error": job.error, "params_error": reason,
+                "warnings": list(job.warnings or [])}
     details = await sim_store.details(engine.db, job_id)
     per_model = model_days(params)
     total = sum(len(ds) for ds in per_model.values())
@@ -217,6 +252,7 @@ async def simulate_status(engine: Engine, job_id: str) -> dict[str, Any]:
         "error": job.error,
         "details": details,
         "warnings": list(job.warnings or []),
+        "params_error": reason,
         # per model: this run (from its value the day before its first day) and since inception
         "metrics": await results.job_metrics(engine.db, params),
     }
@@ -298,7 +334,10 @@ async def equity_csv(engine: Engine, job_id: str) -> Response[str]:
     job = await store.get_job(engine.db, job_id)
     if job is None or job.kind != KIND:
         raise queue.JobNotFound(job_id)
-    _, curves = await results.job_series(engine.db, SimulationParams.model_validate(job.params))
+    params, reason = read_params(job.params)
+    if params is None:
+        raise ParamsError([{"field": "job_id", "message": f"this job's params cannot be read: {reason}"}])
+    _, curves = await results.job_series(engine.db, params)
     return _csv(await asyncio.to_thread(results.equity_csv, curves), f"equity-{job_id[:8]}.csv")
 
 
@@ -342,13 +381,14 @@ async def _page_context(engine: Engine) -> dict[str, Any]:
             "max_days": simulation_settings().max_simulation_days}
 
 
-@get("/simulations", name="simulations")
+@get("/simulations", name="simulations", media_type=MediaType.HTML)
 async def simulations_page(request: HTMXRequest, engine: Engine) -> Response[str]:
     return page(request, "simulation/page.html", form=_form_defaults(), errors={},
                 **await _page_context(engine))
 
 
-@post("/simulations/run", name="simulations-run-form", status_code=200)
+@post("/simulations/run", name="simulations-run-form", status_code=200,
+      media_type=MediaType.HTML, responses=FORM_ERRORS)
 async def run_form(
     request: HTMXRequest,
     engine: Engine,
@@ -369,7 +409,7 @@ async def run_form(
         errors["form"] = str(exc)
     else:
         return redirect_to(request, f"/jobs/{done.job.id}")
-    return html("simulation/form.html", 422, form=form, errors=errors, embed=is_embed(request),
+    return html("simulation/form.html", 422, form=echoed(form), errors=errors, embed=is_embed(request),
                 **await _page_context(engine))
 
 

@@ -30,6 +30,7 @@ from jobs.prices.settings import prices_settings
 from jobs.registry import JobKind, Outcome
 from jobs.simulation import catalog
 from jobs.simulation import store as sim_store
+from jobs.simulation.settings import simulation_settings
 from jobs.status import Status
 
 KIND = "simulation.run"
@@ -223,15 +224,31 @@ def resolve_trigger(start_date: date | None, end_date: date, models: list[str] |
         if start > end_date:
             raise ValueError(f"start_date: model {model!r} is complete up to {start - timedelta(days=1)}"
                              f"; nothing to do up to end_date {end_date}")
+    check_span(starts, end_date, max_days)
+    return starts
+
+
+def check_span(starts: dict[str, date], end_date: date, max_days: int) -> None:
+    """The longest range one simulation may cover, per model; ValueError naming end_date."""
+    for start in starts.values():
         span = (end_date - start).days + 1
         if span > max_days:
             raise ValueError(f"end_date: the range {start} → {end_date} is {span} days; at most "
                              f"{max_days} days (MARKETDESK_MAX_SIMULATION_DAYS)")
-    return starts
+
+
+def check_run(params: SimulationParams) -> None:
+    """What every route submitting a simulation must pass (``JobKind.check``): models that
+    exist, ranges within the configured limit."""
+    try:
+        catalog.resolve_models(params.models)
+    except ValueError as exc:
+        raise ValueError(f"model_starts: {exc}") from None
+    check_span(params.model_starts, params.end_date, simulation_settings().max_simulation_days)
 
 
 RUN = JobKind(
     name=KIND, title="Simulation", params_model=SimulationParams, func=simulate,
     first_status=Status.DOWNLOADING_DATA, choose_first_status=choose_first_status, describe=_describe,
-    exclusive=BUSY,
+    exclusive=BUSY, check=check_run,
 )

@@ -16,10 +16,10 @@ from jobs.db import today_utc
 from jobs.engine import Engine
 from jobs.models import Job
 from jobs.prices.params import end_not_before_start, iso_date
-from jobs.registry import ParamsError, pydantic_errors
+from jobs.registry import ParamsError, check_params, pydantic_errors
 from jobs.simulation import catalog
 from jobs.simulation import store as sim_store
-from jobs.simulation.job import BUSY, KIND, SimulationParams, model_days, resolve_trigger
+from jobs.simulation.job import BUSY, KIND, RUN, SimulationParams, model_days, resolve_trigger
 from jobs.simulation.settings import simulation_settings
 
 
@@ -101,6 +101,7 @@ async def trigger(engine: Engine, raw: dict[str, Any]) -> Triggered:
         raise _error(field_name, message) from None
     params = SimulationParams(end_date=req.end_date, model_starts=starts,
                               replace_existing=req.replace_existing, start_date=req.start_date)
+    check_params(RUN, params)  # the kind's own checks, the same on every route
     warnings = []
     if req.end_date > today_utc():
         warnings.append(f"end_date {req.end_date} is after today: days after {today_utc()} are not "
