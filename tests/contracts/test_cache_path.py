@@ -22,6 +22,7 @@ from jobs.contracts.settings import contracts_settings
 from jobs.db import Database
 from jobs.redis_embedded import EmbeddedRedis
 from jobs.settings import Settings, settings_of
+from tests.inprocess import BASE_URL
 
 Q = {"exchange": "SHFE", "var": "cu"}
 
@@ -78,7 +79,7 @@ async def test_a_fresh_snapshot_touches_neither_catalog_nor_lake_nor_scanner(
     with EmbeddedRedis(tmp_path / "redis") as redis:
         from web.app import create_app
 
-        async with AsyncTestClient(create_app(settings, redis.url)) as client:
+        async with AsyncTestClient(create_app(settings, redis.url), base_url=BASE_URL) as client:
             calls = spy_on(monkeypatch, lake_env)
             for _ in range(3):
                 r = await client.get("/api/contracts", params={**Q, "mode": "cache"})

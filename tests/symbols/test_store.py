@@ -94,11 +94,9 @@ async def test_a_writer_holding_the_state_row_makes_the_refresh_wait_then_refuse
                 await release.wait()
         else:  # SQLite: a write transaction of its own, held open from a thread
             def blocking() -> None:
-                with other.engine.connect() as conn:
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                with other.engine.begin() as conn:  # the store's writer: BEGIN IMMEDIATE
                     hold(conn)
                     asyncio.run_coroutine_threadsafe(release.wait(), loop).result()
-                    conn.exec_driver_sql("COMMIT")
             loop = asyncio.get_running_loop()
             await asyncio.to_thread(blocking)
 
