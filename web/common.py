@@ -60,10 +60,19 @@ _MEANING = {
 }
 
 
-def errors(*codes: int) -> dict[int, ResponseSpec]:
-    """The error answers a handler can give besides its own, for its OpenAPI operation."""
-    return {code: ResponseSpec(data_container=ErrorBody, description=_MEANING[code],
+def errors(*codes: int, meaning: dict[int, str] | None = None) -> dict[int, ResponseSpec]:
+    """The error answers a handler can give besides its own, for its OpenAPI operation;
+    ``meaning`` words one for this handler (e.g. ``{404: "No such symbol"}``)."""
+    said = {**_MEANING, **(meaning or {})}
+    return {code: ResponseSpec(data_container=ErrorBody, description=said[code],
                                generate_examples=False) for code in codes}
+
+
+def json_response(description: str, data_container: Any = dict[str, Any]) -> ResponseSpec:
+    """A JSON answer of the handler's other than its own status's (or its own, where the
+    handler hands over bytes already encoded), described by ``data_container``."""
+    return ResponseSpec(data_container=data_container, description=description,
+                        generate_examples=False)
 
 
 def html_response(description: str) -> ResponseSpec:

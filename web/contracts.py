@@ -39,11 +39,12 @@ from jobs.db import today_utc, utcnow
 from jobs.engine import Engine, job_payload
 from jobs.events import Event
 from jobs.registry import ParamsError
-from web.common import html, is_embed, page
+from web.common import errors, html, is_embed, json_response, page
 from web.render import render
 from web.slice import Message, NavEntry, Region, WebSlice
 
 MODES = ("cache", "compute")
+NOT_IN_SNAPSHOT = {404: "The contract is not in its (exchange, var) snapshot, or none is built yet"}
 
 
 def _pair(exchange: str | None, var: str | None) -> tuple[str, str]:
@@ -150,7 +151,7 @@ REGIONS = (
 
 
 # -- the page ----------------------------------------------------------------------------------
-@get("/contracts", name="contracts")
+@get("/contracts", name="contracts", media_type=MediaType.HTML)
 async def contracts_page(request: HTMXRequest, engine: Engine, exchange: str = "SHFE",
                          var: str = "cu") -> Response[str]:
     exchange, var = _pair(exchange, var)
@@ -160,7 +161,8 @@ async def contracts_page(request: HTMXRequest, engine: Engine, exchange: str = "
                    | _table_context(exchange, var, found.row, found.running)))
 
 
-@post("/contracts/refresh", name="contracts-refresh")
+@post("/contracts/refresh", name="contracts-refresh", status_code=200, media_type=MediaType.HTML,
+      responses=errors(413))
 async def refresh_form(request: HTMXRequest, engine: Engine,
                        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
                        ) -> Response[str]:
@@ -173,14 +175,18 @@ async def refresh_form(request: HTMXRequest, engine: Engine,
     return html("contracts/state.html", embed=is_embed(request), **context)
 
 
-@get("/contracts/{symbol:str}/days", name="contract-days")
+@get("/contracts/{symbol:str}/days", name="contract-days", media_type=MediaType.HTML,
+     responses=errors(404, meaning=NOT_IN_SNAPSHOT))
 async def days_fragment(request: HTMXRequest, engine: Engine, symbol: str) -> Response[str]:
     days = await _days(engine, symbol)
     return html("contracts/days.html", embed=is_embed(request), **heatmap(days))
 
 
 # -- the API -----------------------------------------------------------------------------------
-@get("/api/contracts", name="api-contracts")
+# the body is the stored snapshot as it was encoded: the document says what it holds
+@get("/api/contracts", name="api-contracts", responses={200: json_response(
+    "The snapshot (contracts, summary) with its age and build job; while none is built yet: "
+    "ok false, error contracts_snapshot_building")})
 async def api_contracts(engine: Engine, exchange: str | None = None, var: str | None = None,
                         mode: str = "cache", refresh: str | None = None) -> Response[Any]:
     """The snapshot of an (exchange, var). mode=cache (default): at once, from the stored
@@ -200,7 +206,8 @@ async def api_contracts(engine: Engine, exchange: str | None = None, var: str | 
     return Response(await found.to_json(engine), media_type=MediaType.JSON)
 
 
-@post("/api/contracts/build", name="api-contracts-build", status_code=HTTP_202_ACCEPTED)
+@post("/api/contracts/build", name="api-contracts-build", status_code=HTTP_202_ACCEPTED,
+      responses=errors(413, 429, 503))
 async def api_build(engine: Engine, data: dict[str, Any]) -> dict[str, Any]:
     """Start (or join) the build of an (exchange, var): {exchange, var, refresh_catalog?} →
     {job_id, status, enqueued}."""
@@ -230,7 +237,8 @@ async def _days(engine: Engine, symbol: str) -> dict[str, Any]:
             "reason": entry["reason"], "open_date": entry["open_date"], "expiry": entry["expiry"]}
 
 
-@get("/api/contracts/{symbol:str}/days", name="api-contract-days")
+@get("/api/contracts/{symbol:str}/days", name="api-contract-days",
+     responses=errors(404, meaning=NOT_IN_SNAPSHOT))
 async def api_days(engine: Engine, symbol: str) -> dict[str, Any]:
     """One contract's held, missing and no-data days (expected trading days only)."""
     return await _days(engine, symbol)

@@ -30,6 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from litestar import Litestar, Response, Router, get
+from litestar.enums import MediaType
 from litestar.exceptions import ValidationException
 from litestar.plugins.htmx import HTMXRequest
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -58,7 +59,7 @@ from jobs.ops.logbuffer import (
 )
 from jobs.ops.settings import ops_settings
 from jobs.status import ACTIVE_STATUSES, TERMINAL_STATUSES
-from web.common import page
+from web.common import json_response, page
 from web.events import id_key
 from web.render import ENV, render
 from web.slice import Message, NavEntry, Region, WebSlice
@@ -448,7 +449,9 @@ async def api_health(engine: Engine) -> dict[str, Any]:
     return await health_payload(engine)
 
 
-@get("/api/health/history")
+# the body is encoded ahead (and kept per sample): the document says what it holds
+@get("/api/health/history", responses={200: json_response(
+    "Points over the window, its figures per kind, trends against the window before")})
 async def api_health_history(engine: Engine, window: str = "1h") -> Response[bytes]:
     """Charts' points over ``window`` (1h, 24h, 30d), the window's figures per kind, and
     trends against the window before."""
@@ -520,7 +523,7 @@ def buffer_stats() -> dict[str, Any]:
             "max_bytes": buf.max_bytes, "dropped": buf.dropped}
 
 
-@get("/operations")
+@get("/operations", media_type=MediaType.HTML)
 async def operations_page(request: HTMXRequest, engine: Engine, window: str = "1h") -> Response[str]:
     return page(request, "ops/page.html", **await operations_context(engine, _window(window)))
 
@@ -581,7 +584,7 @@ async def api_logs(level: str | None = None, job: str | None = None, logger: str
     return {"lines": lines, "count": len(lines), "buffer": buffer_stats()}
 
 
-@get("/logs")
+@get("/logs", media_type=MediaType.HTML)
 async def logs_page(request: HTMXRequest, level: str | None = None, job: str | None = None,
                     logger: str | None = None, since: str | None = None,
                     limit: int = 300) -> Response[str]:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from litestar import Response, Router, get, post
 from litestar.enums import MediaType, RequestEncodingType
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, Parameter
 from litestar.plugins.htmx import HTMXRequest
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND, HTTP_503_SERVICE_UNAVAILABLE
@@ -27,7 +28,17 @@ from jobs.simulation import store as sim_store
 from jobs.simulation.job import KIND, SIMULATION_EVENT, SimulationParams, model_days
 from jobs.simulation.settings import simulation_settings
 from jobs.simulation.trigger import SimulationBusy, trigger
-from web.common import FORM_ERRORS, echoed, errors, form_errors, html, is_embed, page, redirect_to
+from web.common import (
+    FORM_ERRORS,
+    echoed,
+    errors,
+    form_errors,
+    html,
+    is_embed,
+    json_response,
+    page,
+    redirect_to,
+)
 from web.render import render
 from web.slice import Message, NavEntry, Region, WebSlice
 
@@ -278,12 +289,18 @@ _FILTER_DOCS = {
 }
 
 
+# what the document says of the answers below besides their own
+NO_DATA = {404: json_response(f'Nothing found: "{results.NOT_FOUND}", with the filters (filters)')}
+CSV = {200: ResponseSpec(data_container=str, description="CSV with a header row (an attachment)",
+                         media_type="text/csv", generate_examples=False)}
+
+
 def _filter(name: str) -> Any:
     return Parameter(query=name, required=False, description=_FILTER_DOCS[name])
 
 
 # the filters come in as text: results.parse_query checks them and names the bad one
-@get("/results", name="results")
+@get("/results", name="results", responses=NO_DATA)
 async def results_api(
     engine: Engine,
     job_id: Annotated[str | None, _filter("job_id")] = None,
@@ -306,7 +323,7 @@ async def results_api(
                      "offset": q.offset, "filters": q.echo()})
 
 
-@get("/results.csv", name="results-csv")
+@get("/results.csv", name="results-csv", responses={**CSV, **NO_DATA})
 async def results_csv(
     engine: Engine,
     job_id: Annotated[str | None, _filter("job_id")] = None,
@@ -328,7 +345,7 @@ async def results_csv(
     return _csv(text, f"results-{q.job_id[:8]}.csv" if q.job_id else "results.csv")
 
 
-@get("/simulations/{job_id:str}/equity.csv", name="equity-csv")
+@get("/simulations/{job_id:str}/equity.csv", name="equity-csv", responses={**CSV, **errors(404)})
 async def equity_csv(engine: Engine, job_id: str) -> Response[str]:
     """The job page's equity curves: date, then each model's value at the close."""
     job = await store.get_job(engine.db, job_id)

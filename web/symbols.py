@@ -7,7 +7,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from litestar import Response, Router, delete, get, patch, post
 from litestar.enums import MediaType, RequestEncodingType
@@ -47,7 +47,7 @@ from jobs.symbols.refresh import (
 )
 from jobs.symbols.settings import symbols_settings
 from jobs.symbols.staleness import calculate_staleness, next_change, relative, threshold_hours
-from web.common import html, is_embed, page
+from web.common import FORM_ERRORS, errors, html, is_embed, json_response, page
 from web.render import render
 from web.slice import Message, NavEntry, Region, WebSlice
 
@@ -90,6 +90,51 @@ def _error(status: int, detail: str, **extra: Any) -> Response[dict[str, Any]]:
 
 def _not_found() -> Response[dict[str, Any]]:
     return _error(HTTP_404_NOT_FOUND, "Symbol not found")
+
+
+# -- what the API's answers hold, for the OpenAPI document ---------------------------------------
+class TrackedSymbol(TypedDict):
+    symbol: str
+    direction: str
+    last_updated: str | None
+    level_count: int
+    is_stale: bool
+    hours_since_update: float | None
+    staleness_message: str | None
+
+
+class SymbolList(TypedDict):
+    symbols: list[TrackedSymbol]
+    count: int
+    staleness_threshold_hours: float
+
+
+class Level(TypedDict):
+    id: int
+    kind: str
+    price: float
+    strength: int
+    first_touch: str
+    last_touch: str
+    created_at: str
+
+
+class SymbolDetail(TrackedSymbol):
+    version: int
+    levels: list[Level]
+
+
+class LevelEdited(TypedDict):
+    symbol: str
+    version: int
+    level: Level
+
+
+NO_SYMBOL = {404: "No such symbol"}
+# a refresh already pending or running (status "already_refreshing"), or, with ?wait, the one
+# started that finished in time
+REFRESH_200 = {200: json_response("Already refreshing (status already_refreshing, its job_id); with "
+                                  "?wait, the refresh finished in time (its status and result)")}
 
 
 # -- the board ----------------------------------------------------------------------------------
@@ -171,13 +216,14 @@ REGIONS = (
 )
 
 
-@get("/symbols", name="symbols")
+@get("/symbols", name="symbols", media_type=MediaType.HTML)
 async def symbols_page(request: HTMXRequest, engine: Engine) -> Response[str]:
     return page(request, "symbols/page.html", form={"symbol": ""}, errors={},
                 **await board_context(engine))
 
 
-@post("/symbols/add", name="symbols-add-form")
+@post("/symbols/add", name="symbols-add-form", status_code=HTTP_200_OK, media_type=MediaType.HTML,
+      responses=FORM_ERRORS)
 async def add_form(request: HTMXRequest, engine: Engine,
                    data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED)
                    ) -> Response[str]:
@@ -195,14 +241,16 @@ async def add_form(request: HTMXRequest, engine: Engine,
                 embed=is_embed(request))
 
 
-@post("/symbols/{symbol:str}/remove", name="symbols-remove-form", status_code=HTTP_200_OK)
+@post("/symbols/{symbol:str}/remove", name="symbols-remove-form", status_code=HTTP_200_OK,
+      media_type=MediaType.HTML)
 async def remove_form(engine: Engine, symbol: str) -> Response[str]:
     await store.remove_symbol(engine.db, normalize(symbol))
     await engine.publish(board_event())
     return Response("", media_type=MediaType.HTML)
 
 
-@post("/symbols/{symbol:str}/refresh", name="symbols-refresh-form", status_code=HTTP_200_OK)
+@post("/symbols/{symbol:str}/refresh", name="symbols-refresh-form", status_code=HTTP_200_OK,
+      media_type=MediaType.HTML)
 async def refresh_form(engine: Engine, symbol: str) -> Response[str]:
     """The card's Refresh button: the card again, disabled while its refresh runs."""
     symbol = normalize(symbol)
@@ -221,7 +269,8 @@ async def refresh_form(engine: Engine, symbol: str) -> Response[str]:
     return Response(await card_html(engine, symbol, note) or "", media_type=MediaType.HTML)
 
 
-@post("/symbols/refresh-all", name="symbols-refresh-all-form", status_code=HTTP_200_OK)
+@post("/symbols/refresh-all", name="symbols-refresh-all-form", status_code=HTTP_200_OK,
+      media_type=MediaType.HTML)
 async def refresh_all_form(engine: Engine) -> Response[str]:
     note = None
     try:
@@ -266,23 +315,26 @@ async def _list_body(engine: Engine) -> bytes:
     return body
 
 
-@get("/api/symbols", name="api-symbols")
+# the body is encoded ahead (and kept): the document says what it holds
+@get("/api/symbols", name="api-symbols",
+     responses={200: json_response("Every tracked symbol", SymbolList)})
 async def api_symbols(engine: Engine) -> Response[bytes]:
     """Every tracked symbol with its staleness as of now:
     {symbols: [...], count, staleness_threshold_hours}."""
     return Response(await _list_body(engine), media_type=MediaType.JSON)
 
 
-@get("/api/symbols/{symbol:str}", name="api-symbol")
-async def api_symbol(engine: Engine, symbol: str) -> Response[dict[str, Any]]:
+@get("/api/symbols/{symbol:str}", name="api-symbol", responses=errors(404, meaning=NO_SYMBOL))
+async def api_symbol(engine: Engine, symbol: str) -> Response[SymbolDetail]:
     state = await store.get_symbol(engine.db, normalize(symbol))
     if state is None:
         return _not_found()
     return Response({**symbol_api(state), "version": state["version"], "levels": state["levels"]})
 
 
-@post("/api/symbols", name="api-symbols-add", status_code=HTTP_201_CREATED)
-async def api_add(engine: Engine, data: dict[str, Any]) -> Response[dict[str, Any]]:
+@post("/api/symbols", name="api-symbols-add", status_code=HTTP_201_CREATED,
+      responses=errors(409, 413, meaning={409: "The symbol is already tracked"}))
+async def api_add(engine: Engine, data: dict[str, Any]) -> Response[SymbolDetail]:
     bad = _bad_symbol(data.get("symbol"))
     if bad is not None:
         raise bad
@@ -297,7 +349,8 @@ async def api_add(engine: Engine, data: dict[str, Any]) -> Response[dict[str, An
                     status_code=HTTP_201_CREATED)
 
 
-@delete("/api/symbols/{symbol:str}", name="api-symbols-remove", status_code=HTTP_200_OK)
+@delete("/api/symbols/{symbol:str}", name="api-symbols-remove", status_code=HTTP_200_OK,
+        responses=errors(404, meaning=NO_SYMBOL))
 async def api_remove(engine: Engine, symbol: str) -> Response[dict[str, Any]]:
     symbol = normalize(symbol)
     if not await store.remove_symbol(engine.db, symbol):
@@ -326,7 +379,8 @@ async def _until_finished(engine: Engine, job: Job, seconds: float) -> Job:
     return job
 
 
-@post("/api/symbols/refresh", name="api-symbols-refresh-all", status_code=HTTP_202_ACCEPTED)
+@post("/api/symbols/refresh", name="api-symbols-refresh-all", status_code=HTTP_202_ACCEPTED,
+      responses={**REFRESH_200, **errors(429, 503)})
 async def api_refresh_all(engine: Engine, wait: float | None = None) -> Response[dict[str, Any]]:
     """Refresh every tracked symbol as one job (one item per symbol)."""
     seconds = _wait_seconds(wait)
@@ -343,7 +397,9 @@ async def api_refresh_all(engine: Engine, wait: float | None = None) -> Response
     return Response({"status": "refreshing", "job_id": job.id})
 
 
-@post("/api/symbols/{symbol:str}/refresh", name="api-symbol-refresh", status_code=HTTP_202_ACCEPTED)
+@post("/api/symbols/{symbol:str}/refresh", name="api-symbol-refresh", status_code=HTTP_202_ACCEPTED,
+      responses={**REFRESH_200, **errors(404, 429, 500, 503, meaning={
+          **NO_SYMBOL, 500: "With ?wait: the refresh ran and failed (Refresh failed: ...)"})})
 async def api_refresh(engine: Engine, symbol: str, wait: float | None = None) -> Response[dict[str, Any]]:
     """Start a refresh: 202 refreshing; one already pending or running: 200 already_refreshing.
     ``?wait=N`` (at most 30 s) waits for it: 200 success, or 500 "Refresh failed: …"."""
@@ -373,9 +429,13 @@ async def api_refresh(engine: Engine, symbol: str, wait: float | None = None) ->
 EDITABLE = {"price": float, "strength": int, "kind": str}
 
 
-@patch("/api/symbols/{symbol:str}/levels/{level_id:int}", name="api-symbol-level")
+@patch("/api/symbols/{symbol:str}/levels/{level_id:int}", name="api-symbol-level",
+       responses=errors(404, 409, 413, meaning={
+           404: "No such symbol, or no such level of it",
+           409: "The version sent is no longer the symbol's, or a level of that kind is at that "
+                "price already"}))
 async def api_edit_level(engine: Engine, symbol: str, level_id: int,
-                         data: dict[str, Any]) -> Response[dict[str, Any]]:
+                         data: dict[str, Any]) -> Response[LevelEdited]:
     """Edit a level: {version, price?, strength?, kind?}; the version read must still be the
     symbol's, else 409."""
     version = data.get("version")
