@@ -28,6 +28,7 @@ pytestmark = pytest.mark.faults
 FAST = {"MARKETDESK_LEASE_SECONDS": "2", "MARKETDESK_HEARTBEAT_SECONDS": "0.3",
         "MARKETDESK_RECONCILE_SECONDS": "0.3"}
 LEASE = 2.0
+JAN = ("2025-01-02", "2025-01-31")  # 20 NYSE trading days
 
 
 def _workers(s: Stack) -> list[int]:
@@ -90,10 +91,16 @@ def test_twenty_kill_9s_at_random_moments_strand_no_job(make_stack) -> None:
     s = make_stack(env={**FAST, "MARKETDESK_MAX_QUEUED": "200"}, workers=2, max_jobs=4)
     rng = random.Random(9)
     job_ids: list[str] = []
-    for _ in range(20):
+    downloads: dict[str, str] = {}  # job id -> its symbol
+    for round_ in range(20):
         for _ in range(rng.randint(1, 3)):
             job_ids.append(s.submit("diagnostics.sleep", steps=rng.randint(1, 6),
                                     step_seconds=rng.choice([0.0, 0.05, 0.2])))
+        if round_ % 4 == 0:  # downloads too: a repeated attempt must not store a bar twice
+            symbol = f"KIL{round_}"
+            job_id = s.submit("prices.download", symbols=[symbol], start_date=JAN[0], end_date=JAN[1])
+            downloads[job_id] = symbol
+            job_ids.append(job_id)
         time.sleep(rng.uniform(0.05, 0.6))
         pids = _workers(s)
         if pids:
@@ -105,6 +112,16 @@ def test_twenty_kill_9s_at_random_moments_strand_no_job(make_stack) -> None:
     for j in jobs:
         if j["status"] == "failed":
             assert j["error"].startswith("worker lost"), j
+    # no bar stored twice, none missing: each completed download holds January's 20 trading days
+    held = httpx.get(f"{s.url}/api/prices/coverage",
+                     params={"symbols": ",".join(downloads.values())}).json()["coverage"]
+    held_by = {c["symbol"]: c for c in held}
+    for j in jobs:
+        if j["id"] in downloads:
+            got = held_by.get(downloads[j["id"]], {"days_held": 0, "gaps": 0})
+            assert got["days_held"] <= 20 and got["gaps"] == 0, (j, got)
+            if j["status"] == "completed":
+                assert got["days_held"] == 20, (j, got)
     # what the kills left in Redis is cleaned: no queue entry, no in-progress key, and as many
     # worker keys as workers once the dead ones' leases ran out
     r = redis.Redis(unix_socket_path=str(s.redis_socket))
