@@ -26,7 +26,7 @@ from jobs.keys import WORKER_KEY_PREFIX
 from jobs.registry import kind_names, load_kinds
 from jobs.status import ALL_STATUSES, Status
 from web.common import errors, html, html_response, is_embed, page, redirect_to
-from web.render import finished_row, job_row, render
+from web.render import job_row, kept_row, render
 from web.slice import Message, NavEntry, Region, WebSlice, all_regions
 
 PAGE_SIZE = 25
@@ -157,7 +157,7 @@ async def jobs_page(
     # one row more than the page says whether there is a page beyond it
     more = len(versions) > PAGE_SIZE
     versions = (versions[1:] if after else versions[:PAGE_SIZE]) if more else versions
-    rows = {job_id: finished_row(job_id, updated, embed) for job_id, _, updated in versions}
+    rows = {job_id: kept_row(job_id, status, updated, embed) for job_id, status, updated in versions}
     for job in await store.get_jobs(db, [job_id for job_id, kept in rows.items() if kept is None]):
         rows[job.id] = job_row(job, embed)
     first_id = versions[0][0] if versions else None

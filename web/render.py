@@ -84,12 +84,21 @@ def render(template: str, **context: Any) -> str:
 # (Bounded in age too, and counted on the operations page, like every in-process cache.)
 _FINISHED_ROWS: BoundedCache[tuple[str, str, bool], Markup] = BoundedCache(
     "web.finished_rows", maxsize=4096, ttl=3600)
+# An unfinished job's row changes with its version (updated_at) too, except its running
+# duration: kept a second, so a busy jobs page (every row unfinished while a backlog drains)
+# renders each row about once a second instead of once per request.
+_UNFINISHED_ROWS: BoundedCache[tuple[str, str, bool], Markup] = BoundedCache(
+    "web.unfinished_rows", maxsize=1024, ttl=1.0)
 _TERMINAL = frozenset(str(s) for s in TERMINAL_STATUSES)
 
 
-def finished_row(job_id: str, updated_at: datetime, embed: bool) -> Markup | None:
-    """The row kept for this version of a finished job, if there is one."""
-    return _FINISHED_ROWS.get((job_id, updated_at.isoformat(), embed))
+def _rows_for(status: str) -> BoundedCache[tuple[str, str, bool], Markup]:
+    return _FINISHED_ROWS if status in _TERMINAL else _UNFINISHED_ROWS
+
+
+def kept_row(job_id: str, status: str, updated_at: datetime, embed: bool) -> Markup | None:
+    """The row kept for this version of a job, if there is one."""
+    return _rows_for(status).get((job_id, updated_at.isoformat(), embed))
 
 
 def job_row(job: Job | dict[str, Any], embed: bool | None = None) -> Markup:
@@ -100,12 +109,12 @@ def job_row(job: Job | dict[str, Any], embed: bool | None = None) -> Markup:
         status, key = job.status, (job.id, job.updated_at.isoformat(), embed)
     else:
         status, key = job["status"], (job["id"], job["updated_at"], embed)
-    html = _FINISHED_ROWS.get(key) if status in _TERMINAL else None
+    kept = _rows_for(status)
+    html = kept.get(key)
     if html is None:
         payload = job_payload(job) if isinstance(job, Job) else job
         html = Markup(render("dashboard/job_row.html", job=payload, embed=embed))
-        if status in _TERMINAL:
-            _FINISHED_ROWS[key] = html
+        kept[key] = html
     return html
 
 

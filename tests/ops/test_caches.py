@@ -103,3 +103,20 @@ def test_the_finished_rows_cache_of_the_web_is_a_bounded_registered_cache() -> N
     assert first == second
     assert after["hits"] >= before["hits"] + 1
     assert after["maxsize"] == 4096 and after["ttl"] > 0
+
+
+def test_an_unfinished_jobs_row_is_kept_a_second_and_never_past_its_version() -> None:
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from jobs.db import utcnow
+    from jobs.models import Job
+
+    job = Job(id="u" * 32, kind="prices.download", status="running", started_at=utcnow(),
+              progress_done=1, progress_total=4)
+    first = job_row(job, embed=False)
+    assert job_row(job, embed=False) is first  # the same version within the second: kept
+    moved = replace(job, progress_done=2, updated_at=job.updated_at + timedelta(milliseconds=1))
+    assert 'value="2"' in job_row(moved, embed=False)  # a new version is never served stale
+    stats = next(s for s in cache_stats() if s["name"] == "web.unfinished_rows")
+    assert stats["maxsize"] == 1024 and stats["ttl"] <= 1.0
