@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from typing import Annotated, Any
 
 from litestar import Response, Router, get, post
+from litestar.di import Provide
 from litestar.enums import MediaType, RequestEncodingType
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, Parameter
@@ -299,22 +300,28 @@ def _filter(name: str) -> Any:
     return Parameter(query=name, required=False, description=_FILTER_DOCS[name])
 
 
-# the filters come in as text: results.parse_query checks them and names the bad one
-@get("/results", name="results", responses=NO_DATA)
-async def results_api(
-    engine: Engine,
+def _results_filters(
     job_id: Annotated[str | None, _filter("job_id")] = None,
     start_date: Annotated[str | None, _filter("start_date")] = None,
     end_date: Annotated[str | None, _filter("end_date")] = None,
     model: Annotated[str | None, _filter("model")] = None,
     limit: Annotated[str | None, _filter("limit")] = None,
     offset: Annotated[str | None, _filter("offset")] = None,
-) -> Response[dict[str, Any]]:
+) -> dict[str, str | None]:
+    """The filters /results and /results.csv share, as given (text): results.parse_query
+    checks them and names the bad one."""
+    return {"job_id": job_id, "start_date": start_date, "end_date": end_date, "model": model,
+            "limit": limit, "offset": offset}
+
+
+RESULTS_FILTERS = {"raw": Provide(_results_filters, sync_to_thread=False)}
+
+
+@get("/results", name="results", responses=NO_DATA, dependencies=RESULTS_FILTERS)
+async def results_api(engine: Engine, raw: dict[str, str | None]) -> Response[dict[str, Any]]:
     """Executed model-days: positions before and after, trades, daily metrics, status and
     timings, by day then model. Filters combine. A bad one: 400 naming it; nothing found: 404
     "No trading data found" with the filters."""
-    raw = {"job_id": job_id, "start_date": start_date, "end_date": end_date, "model": model,
-           "limit": limit, "offset": offset}
     q = await results.parse_query(engine.db, raw)
     records, total = await results.query_results(engine.db, q)
     if not total:
@@ -323,20 +330,10 @@ async def results_api(
                      "offset": q.offset, "filters": q.echo()})
 
 
-@get("/results.csv", name="results-csv", responses={**CSV, **NO_DATA})
-async def results_csv(
-    engine: Engine,
-    job_id: Annotated[str | None, _filter("job_id")] = None,
-    start_date: Annotated[str | None, _filter("start_date")] = None,
-    end_date: Annotated[str | None, _filter("end_date")] = None,
-    model: Annotated[str | None, _filter("model")] = None,
-    limit: Annotated[str | None, _filter("limit")] = None,
-    offset: Annotated[str | None, _filter("offset")] = None,
-) -> Response[Any]:
+@get("/results.csv", name="results-csv", responses={**CSV, **NO_DATA}, dependencies=RESULTS_FILTERS)
+async def results_csv(engine: Engine, raw: dict[str, str | None]) -> Response[Any]:
     """``/results`` as a spreadsheet: one row per model-day (positions and trades flattened),
     a header row, ISO dates; the same filters (every record unless limit is given)."""
-    raw = {"job_id": job_id, "start_date": start_date, "end_date": end_date, "model": model,
-           "limit": limit, "offset": offset}
     q = await results.parse_query(engine.db, raw, csv_export=True)
     records, total = await results.query_results(engine.db, q)
     if not total:
