@@ -40,6 +40,7 @@ from request_path import RawClient
 from seed import Seeded, seed, symbol_names
 
 from tests.stack import Stack, postgres_base_url
+from web.dashboard import MAX_OFFSET
 
 REQUEST_TIMEOUT = 120.0
 FLAG = 1.2
@@ -70,7 +71,8 @@ ENDPOINTS = (
     Endpoint("GET /jobs?status=failed", "jobs", path="/jobs?status=failed"),
     Endpoint("GET /jobs?q=<4-char id prefix>", "jobs", path="/jobs?q={prefix}"),
     Endpoint("GET /jobs?before=<an oldest id> (deepest page)", "jobs", path="/jobs?before={old_id}"),
-    Endpoint("GET /jobs?offset=<last page> (by hand)", "jobs", path="/jobs?offset={last_offset}"),
+    Endpoint("GET /jobs?offset=<deepest allowed, ≤ 10,000> (by hand)", "jobs",
+             path="/jobs?offset={last_offset}"),
     Endpoint("GET /jobs/<id>", "jobs", path="/jobs/{newest_id}"),
     Endpoint("GET /api/jobs", "jobs", path="/api/jobs"),
     Endpoint("GET /api/jobs?kind=prices.download&limit=200", "jobs",
@@ -228,7 +230,7 @@ async def follow_pager(port: int, pages: int) -> str:
 def fill(ep: Endpoint, seeded: Seeded, step: Step) -> str:
     names = symbol_names(step.symbols) if step.symbols else ["AAPL"]
     return ep.path.format(prefix=seeded.newest_id[:4], old_id=seeded.old_id,
-                          newest_id=seeded.newest_id, last_offset=max(step.jobs - 25, 0),
+                          newest_id=seeded.newest_id, last_offset=min(max(step.jobs - 25, 0), MAX_OFFSET),
                           coverage_last=max((step.symbols - 1) // 100 * 100, 0),
                           symbol=names[len(names) // 2])
 

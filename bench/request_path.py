@@ -56,6 +56,13 @@ class Result:
     # with --drain during: the queue at the row's start and end, jobs the workers finished in it
     pending: tuple[int, int] | None = None
     finished: int | None = None
+    # with --client wrk: wrk's own request count and percentiles (it keeps no list of latencies)
+    count: int | None = None
+    cells: list[str] | None = None
+
+    @property
+    def requests(self) -> int:
+        return self.count if self.count is not None else len(self.latencies)
 
     def record(self, status: int, latency: float) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -220,6 +227,91 @@ async def load(stack: Stack, name: str, method: str, path: str, body: bytes | No
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
 
 
+WRK_SCRIPT = r"""
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args)
+  statuses = {}
+  wrk.method = os.getenv("BENCH_METHOD")
+  local body = os.getenv("BENCH_BODY")
+  if body ~= nil and body ~= "" then
+    wrk.body = body
+    wrk.headers["Content-Type"] = "application/json"
+  end
+end
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  local counts = {}
+  for _, t in ipairs(threads) do
+    for status, n in pairs(t:get("statuses")) do counts[status] = (counts[status] or 0) + n end
+  end
+  local parts = {}
+  for status, n in pairs(counts) do table.insert(parts, string.format('"%d": %d', status, n)) end
+  local e = summary.errors
+  io.write(string.format(
+    'WRK {"requests": %d, "duration_us": %d, "p50": %d, "p95": %d, "p99": %d, "max": %d, ' ..
+    '"errors": %d, "statuses": {%s}}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
+    latency:percentile(99), latency.max, e.connect + e.read + e.write + e.timeout,
+    table.concat(parts, ", ")))
+end
+"""
+
+
+async def load_wrk(stack: Stack, name: str, method: str, path: str, body: bytes | None,
+                   ok: set[int], clients: int, duration: float, warmup: float,
+                   meter: CpuMeter | None, threads: int = 2) -> Result:
+    """One row driven by wrk (C, epoll): 2 threads, ``clients`` keep-alive connections, closed
+    loop. Its CPU is read from this process's reaped children (wrk is the only one reaped)."""
+    import resource
+    import shutil
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("--client wrk needs wrk on PATH (apt-get install wrk)")
+    script = stack.data_dir / "bench.lua"
+    script.write_text(WRK_SCRIPT)
+    env = {**os.environ, "BENCH_METHOD": method, "BENCH_BODY": (body or b"").decode()}
+    url = f"{stack.url}{path}"
+
+    async def run_wrk(seconds: float) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            wrk, f"-t{min(threads, clients)}", f"-c{clients}", f"-d{max(1, round(seconds))}s",
+            f"--timeout={REQUEST_TIMEOUT:g}s", "-s", str(script), url, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        return out.decode()
+
+    if warmup > 0:
+        await run_wrk(warmup)
+    if meter:
+        meter.start()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    text = await run_wrk(duration)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = Result(name, "wrk")
+    if meter:
+        result.cpu = meter.stop()
+        result.waited = dict(meter.waited)
+    line = next((ln for ln in text.splitlines() if ln.startswith("WRK ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary:\n{text}")
+    data = json.loads(line[4:])
+    result.duration = data["duration_us"] / 1e6
+    result.count = data["requests"]
+    result.cells = [f"{data[k] / 1000:.1f}" for k in ("p50", "p95", "p99", "max")]
+    result.statuses = {int(k): v for k, v in data["statuses"].items()}
+    result.errors = data["errors"] + sum(n for s, n in result.statuses.items()
+                                         if s not in ok and s != 429)
+    if data["errors"]:
+        result.error_samples.append(f"{data['errors']} socket errors or timeouts")
+    result.cpu["load generator"] = ((after.ru_utime - before.ru_utime)
+                                    + (after.ru_stime - before.ru_stime))
+    return result
+
+
 def pending_count(stack: Stack) -> int:
     import httpx
 
@@ -279,6 +371,8 @@ def trigger_body() -> bytes:
 async def one_row(stack: Stack, target: str, kind: str, args: argparse.Namespace,
                   meter: CpuMeter, profile: Path | None) -> list[Result]:
     body = json.dumps(BODY).encode()
+    if kind == "wrk":
+        return await one_row_wrk(stack, target, args, meter, body)
     common = (kind, args.clients, args.duration, args.rate, args.warmup, args.max_requests)
     if target == "post":
         return [await load(stack, "POST /api/prices/download", "POST", "/api/prices/download",
@@ -305,6 +399,31 @@ async def one_row(stack: Stack, target: str, kind: str, args: argparse.Namespace
              "/api/prices/download", body, {202}, kind, n_post, args.duration, rate(n_post),
              args.warmup, args.max_requests, None, None))
     post_row.cpu, post_row.waited = get_row.cpu, get_row.waited  # one meter for the two
+    return [get_row, post_row]
+
+
+async def one_row_wrk(stack: Stack, target: str, args: argparse.Namespace, meter: CpuMeter,
+                      body: bytes) -> list[Result]:
+    common = (args.duration, args.warmup)
+    if target == "post":
+        return [await load_wrk(stack, "POST /api/prices/download", "POST", "/api/prices/download",
+                               body, {202}, args.clients, *common, meter)]
+    if target == "get":
+        return [await load_wrk(stack, "GET /jobs", "GET", "/jobs", None, {200}, args.clients,
+                               *common, meter)]
+    if target == "trigger":
+        return [await load_wrk(stack, "POST /simulate/trigger", "POST", "/simulate/trigger",
+                               trigger_body(), {200, 400}, args.clients, *common, meter)]
+    n_get, n_post = args.mix
+    get_row, post_row = await asyncio.gather(
+        load_wrk(stack, f"mix: GET /jobs ({n_get} conns)", "GET", "/jobs", None, {200}, n_get,
+                 *common, meter, threads=1),
+        load_wrk(stack, f"mix: POST /api/prices/download ({n_post} conns)", "POST",
+                 "/api/prices/download", body, {202}, n_post, *common, None, threads=1))
+    # one meter and one children's-CPU reading for the two (both wrk processes are reaped by then)
+    wrk_cpu = get_row.cpu.get("load generator", 0.0) + post_row.cpu.get("load generator", 0.0)
+    get_row.cpu["load generator"] = wrk_cpu
+    post_row.cpu, post_row.waited = get_row.cpu, get_row.waited
     return [get_row, post_row]
 
 
@@ -339,7 +458,7 @@ async def bench(stack: Stack, args: argparse.Namespace) -> list[Result]:
                          else f"{left} still pending after {took:.1f} s"), flush=True)
             results.extend(rows)
             for r in rows:
-                print(f"# done: {r.name} with {kind}: {len(r.latencies)} requests", flush=True)
+                print(f"# done: {r.name} with {kind}: {r.requests} requests", flush=True)
     if args.workers and args.drain_timeout > 0:
         drained, took, left = await wait_drained(stack, args.drain_timeout)
         print("# queue at the end: " + (f"drained in {took:.1f} s" if drained
@@ -371,15 +490,24 @@ def job_outcomes(stack: Stack) -> str:
     return out
 
 
+def web_sum(per_process: dict[str, float]) -> float:
+    """The web processes' share: the serve process and `serve --web N`'s extra ones."""
+    return sum(v for name, v in per_process.items()
+               if name == "web (serve)" or name.startswith("marketdesk web"))
+
+
 def report(results: list[Result], args: argparse.Namespace, stack: Stack, outcomes: str) -> str:
     mode = (f"open loop at {args.rate:g} req/s total" if args.rate
             else "closed loop (each client sends its next request when the last one answered)")
     during = args.drain == "during" and args.workers > 0
     out = [f"## Request path: {args.clients} concurrent keep-alive clients, {args.duration:g} s "
            f"per row, {mode}\n",
-           machine_line() + f"; load average now {os.getloadavg()[0]:.2f}; stack: 1 web process, "
+           machine_line() + f"; load average now {os.getloadavg()[0]:.2f}; stack: {args.web} web "
+           f"process{'es' if args.web > 1 else ''}, "
            f"{args.workers} worker(s), embedded Redis, SQLite",
-           "load generator: this Python process (uvloop), on the same cores as the server",
+           ("load generator: wrk (2 threads; 1 each for the mix's two parts), on the same cores "
+            "as the server" if args.client == "wrk" else
+            "load generator: this Python process (uvloop), on the same cores as the server"),
            ("the workers drain a backlog all through every row (topped up to "
             f"{args.backlog:,} pending jobs before each)" if during else
             "the workers drain what a POST row posted after it, before the next row"), ""]
@@ -388,8 +516,8 @@ def report(results: list[Result], args: argparse.Namespace, stack: Stack, outcom
         ok = sum(n for s, n in r.statuses.items() if 200 <= s < 300)
         n4xx = sum(n for s, n in r.statuses.items() if 400 <= s < 500 and s != 429)
         n429 = r.statuses.get(429, 0)
-        row = [r.name, r.client, len(r.latencies), f"{len(r.latencies) / r.duration:.0f}",
-               *latency_cells(r.latencies), ok, n4xx, n429, r.errors]
+        row = [r.name, r.client, r.requests, f"{r.requests / r.duration:.0f}",
+               *(r.cells or latency_cells(r.latencies)), ok, n4xx, n429, r.errors]
         if during:
             row += [f"{r.pending[0]:,} → {r.pending[1]:,}" if r.pending else "—",
                     f"{r.finished:,}" if r.finished is not None else "—"]
@@ -407,8 +535,8 @@ def report(results: list[Result], args: argparse.Namespace, stack: Stack, outcom
     for r in results:
         total = sum(r.cpu.values())
         cpu_rows.append([r.name, r.client, *(f"{r.cpu.get(n, 0):.2f}" for n in names), f"{total:.2f}",
-                         f"{r.cpu.get('web (serve)', 0) / max(len(r.latencies), 1) * 1e3:.2f}",
-                         f"{r.waited.get('web (serve)', 0):.2f}"])
+                         f"{web_sum(r.cpu) / max(r.requests, 1) * 1e3:.2f}",
+                         f"{web_sum(r.waited):.2f}"])
     out.append(md_table(["endpoint", "client", *names, "total", "web CPU ms/request",
                          "web loop thread runnable but off-CPU, s"], cpu_rows))
     if outcomes:
@@ -428,9 +556,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per row (default 10)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
-    parser.add_argument("--client", choices=["httpx", "raw", "both"], default="raw",
-                        help="load generator's HTTP client: raw asyncio (default; ~5x less CPU per "
-                        "request than httpx), httpx, or both to compare")
+    parser.add_argument("--client", choices=["httpx", "raw", "both", "wrk"], default="raw",
+                        help="load generator: raw asyncio (default; ~5x less CPU per request than "
+                        "httpx), httpx, both to compare, or wrk (C; closed loop only, 2 threads; "
+                        "apt-get install wrk)")
     parser.add_argument("--rate", type=float, default=None,
                         help="open loop: total requests per second (default: closed loop)")
     parser.add_argument("--targets", nargs="+", choices=["post", "get", "trigger", "mix"],
@@ -448,6 +577,7 @@ def main() -> None:
                         help="also write the tables to this markdown file (e.g. "
                         "bench/results/request-path.md)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes draining the queue")
+    parser.add_argument("--web", type=int, default=1, help="web processes (serve --web N)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of uncounted warm-up")
     parser.add_argument("--drain-timeout", type=float, default=90.0,
                         help="after a POST row, wait this long for the workers to drain the queue")
@@ -456,10 +586,12 @@ def main() -> None:
                         help="sample the web process with py-spy during each row (slows it a little)")
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a temp dir")
     args = parser.parse_args()
+    if args.client == "wrk" and args.rate:
+        parser.error("--rate needs --client raw or httpx (wrk runs a closed loop)")
     sigterm_as_exit()
     with tempfile.TemporaryDirectory(prefix="bench-request-") as tmp:
         data_dir = args.data_dir or Path(tmp)
-        stack = Stack(data_dir, workers=args.workers,
+        stack = Stack(data_dir, workers=args.workers, web=args.web,
                       env={"MARKETDESK_MAX_QUEUED": "1000000"})
 
         def work() -> None:

@@ -59,8 +59,9 @@ class Stack:
 
     def __init__(self, data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None,
                  database: str = "sqlite", port: int | None = None, max_jobs: int = 10,
-                 demo: bool = False) -> None:
+                 demo: bool = False, web: int = 1) -> None:
         self.demo = demo
+        self.web = web
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.workers = workers
@@ -90,7 +91,8 @@ class Stack:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "web.cli", "serve", *([] if self.demo else ["--no-demo"]),
              "--port", str(self.port),
-             "--workers", str(self.workers), "--max-jobs", str(self.max_jobs)],
+             "--workers", str(self.workers), "--max-jobs", str(self.max_jobs),
+             *(["--web", str(self.web)] if self.web != 1 else [])],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

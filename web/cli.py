@@ -41,8 +41,24 @@ def _require_redis(settings: Settings) -> str:
     return settings.redis_url
 
 
+def _shared_socket(host: str, port: int) -> Any:
+    """A listening socket with SO_REUSEPORT: every web process binds its own on the same port and
+    the kernel spreads new connections over them (a hash per connection, not whichever process
+    wakes first)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
 def _run_web(settings: Settings, redis_url: str, host: str, port: int,
-             on_started: Any = None) -> None:
+             on_started: Any = None, reuse_port: bool = False) -> None:
     import uvicorn
 
     from web.app import create_app
@@ -53,6 +69,7 @@ def _run_web(settings: Settings, redis_url: str, host: str, port: int,
                             timeout_keep_alive=5, lifespan="on",
                             http=protocol_with_head_timeout(settings.header_timeout_seconds))
     server = uvicorn.Server(config)
+    sockets = [_shared_socket(host, port)] if reuse_port else None
     if on_started:
         def watch() -> None:
             while not server.started and not server.should_exit:
@@ -60,7 +77,7 @@ def _run_web(settings: Settings, redis_url: str, host: str, port: int,
             if server.started:
                 on_started()
         threading.Thread(target=watch, daemon=True).start()
-    server.run()
+    server.run(sockets=sockets)
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -73,7 +90,9 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 def cmd_web(args: argparse.Namespace) -> None:
     settings = _settings()
-    _run_web(settings, _require_redis(settings), args.host, args.port)
+    if args.reuse_port:  # one of `serve --web N`'s processes: log like the serve process does
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s web %(levelname)s %(message)s")
+    _run_web(settings, _require_redis(settings), args.host, args.port, reuse_port=args.reuse_port)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -89,20 +108,21 @@ def cmd_worker(args: argparse.Namespace) -> None:
         pass
 
 
-class Workers:
-    """Worker child processes, restarted if one dies while we run."""
+class Children:
+    """Child processes of `serve` (workers, extra web processes), restarted if one dies while we
+    run."""
 
-    def __init__(self, count: int, env: dict[str, str], max_jobs: int) -> None:
+    def __init__(self, what: str, count: int, env: dict[str, str], args: list[str]) -> None:
+        self.what = what
         self.count = count
         self.env = env
-        self.max_jobs = max_jobs
+        self.args = args
         self.procs: list[subprocess.Popen[bytes]] = []
         self.stopping = threading.Event()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "web.cli", "worker", "--max-jobs", str(self.max_jobs)],
-            env=self.env, start_new_session=True)
+        return subprocess.Popen([sys.executable, "-m", "web.cli", *self.args],
+                                env=self.env, start_new_session=True)
 
     def start(self) -> None:
         self.procs = [self._spawn() for _ in range(self.count)]
@@ -112,7 +132,7 @@ class Workers:
         while not self.stopping.wait(1.0):
             for i, proc in enumerate(self.procs):
                 if proc.poll() is not None and not self.stopping.is_set():
-                    log.warning("worker %s exited with %s; starting another", proc.pid,
+                    log.warning("%s %s exited with %s; starting another", self.what, proc.pid,
                                 proc.returncode)
                     self.procs[i] = self._spawn()
 
@@ -150,7 +170,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         redis_url = embedded.start()
     env = {**os.environ, "MARKETDESK_REDIS_URL": redis_url, "MARKETDESK_DATA_DIR": str(data_dir),
            "MARKETDESK_PARENT_PID": str(os.getpid())}
-    workers = Workers(args.workers, env, args.max_jobs)
+    workers = Children("worker", args.workers, env, ["worker", "--max-jobs", str(args.max_jobs)])
+    webs = Children("web process", max(0, args.web - 1), env,
+                    ["web", "--host", args.host, "--port", str(args.port), "--reuse-port"])
     # uvicorn re-raises the signal that stopped it once it has shut down; make SIGTERM end
     # in our `finally` (like Ctrl-C does) rather than kill us before we stop our children
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -161,19 +183,23 @@ def cmd_serve(args: argparse.Namespace) -> None:
             if asyncio.run(seed_if_first_run(settings)):
                 print("seeded demo data (20 tickers, two years of daily bars, a few jobs)")
         workers.start()
+        webs.start()
 
         def started() -> None:
             print(f"marketdesk is running at http://{args.host}:{args.port}/  "
                   f"({args.workers} worker{'s' if args.workers != 1 else ''}, "
+                  + (f"{args.web} web processes, " if args.web > 1 else "") +
                   f"Redis {'embedded' if embedded else redis_url}, data in {data_dir})",
                   flush=True)
 
-        _run_web(settings, redis_url, args.host, args.port, on_started=started)
+        _run_web(settings, redis_url, args.host, args.port, on_started=started,
+                 reuse_port=args.web > 1)
     finally:
         # a second Ctrl-C or SIGTERM must not cut the clean-up short and leave children behind
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
+            webs.stop()
             workers.stop()
         finally:
             if embedded:
@@ -190,12 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument("--max-jobs", type=int, default=10, help="jobs at once per worker")
+    serve.add_argument("--web", type=int, default=1, metavar="N",
+                       help="web processes sharing the port (default 1; SO_REUSEPORT)")
     serve.add_argument("--no-demo", action="store_true", help="do not seed demo data")
     serve.set_defaults(func=cmd_serve)
 
     web = sub.add_parser("web", help="the web process only (MARKETDESK_REDIS_URL required)")
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8000)
+    web.add_argument("--reuse-port", action="store_true",
+                     help="bind with SO_REUSEPORT, beside other web processes on the same port")
     web.set_defaults(func=cmd_web)
 
     worker = sub.add_parser("worker", help="one worker process (MARKETDESK_REDIS_URL required)")
