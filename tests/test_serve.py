@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -85,3 +86,43 @@ def test_first_serve_seeds_demo_data_once(tmp_path) -> None:
         assert {j["status"] for j in jobs} >= {"completed", "partial", "failed"}
     with serving(tmp_path / "demo", port) as lines:  # a second start does not seed again
         assert not any("seeded demo data" in line for line in lines)
+
+
+def _web_lags(s: Stack) -> set[str]:
+    """The web processes whose event-loop lag the latest health sample holds (one per process,
+    named web:<host>:<pid>)."""
+    sample = httpx.get(f"{s.url}/api/health", timeout=5).json().get("latest_sample") or {}
+    lags = (sample.get("data") or {}).get("lags") or {}
+    return {name for name in lags if name.startswith("web:")}
+
+
+def _wait_for(check, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    return check()
+
+
+def test_serve_web_2_shares_one_port_and_replaces_a_lost_web_process(tmp_path) -> None:
+    s = Stack(tmp_path / "d", web=2, env={"MARKETDESK_HEALTH_SAMPLE_SECONDS": "1"}).start()
+    replaced: list[int] = []
+    try:
+        (child,) = s.child_pids("web.cli web")
+        # both processes run (each reports its loop lag) behind the one port
+        lags = _wait_for(lambda: (lambda found: found if len(found) == 2 else None)(_web_lags(s)))
+        assert lags and {int(name.rsplit(":", 1)[1]) for name in lags} == {s.proc.pid, child}, lags
+        os.kill(child, signal.SIGKILL)
+        # the port keeps answering on fresh connections while the lost one is replaced
+        for _ in range(30):
+            with httpx.Client(timeout=5) as client:
+                assert client.get(f"{s.url}/healthz").status_code == 200
+        replaced = _wait_for(lambda: [p for p in s.child_pids("web.cli web") if p != child])
+        assert len(replaced) == 1, s.log()
+        assert _wait_for(lambda: str(replaced[0]) in " ".join(_web_lags(s))), _web_lags(s)
+        assert "web process" in s.log() and "exited with" in s.log()
+    finally:
+        s.stop()
+    assert replaced and not _alive(replaced[0]), "a web process was left behind"

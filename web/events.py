@@ -127,6 +127,9 @@ class Hub:
     _owed: dict[str, tuple[str, set[str]]] = field(default_factory=dict)
     _coalesced_at: dict[str, float] = field(default_factory=dict)
     _coalesce_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # in-process readers of every event (the operations monitor's log buffer): the stream is
+    # read and decoded once per process, not once per reader
+    taps: list[Callable[[Event], None]] = field(default_factory=list)
 
     @property
     def clients(self) -> set[Client]:
@@ -206,6 +209,11 @@ class Hub:
     def dispatch(self, event: Event) -> None:
         """Hand the event to each of its topics' lanes (no render here: a slow one must not
         hold the others), and its data to tools, once per tool."""
+        for tap in self.taps:
+            try:
+                tap(event)
+            except Exception:
+                log.exception("an event tap failed on %s", event.type)
         if self.is_stale(event):
             return
         tools: set[Client] = set()

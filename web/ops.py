@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -43,8 +44,8 @@ from sse_starlette import ServerSentEvent
 
 from jobs.caches import FunctionCache, cache_stats
 from jobs.db import as_utc, reads, utcnow
-from jobs.engine import Engine, redis_client
-from jobs.events import Event, latest_id, read_after
+from jobs.engine import Engine
+from jobs.events import Event
 from jobs.models import JobCount
 from jobs.ops import health
 from jobs.ops.logbuffer import (
@@ -60,7 +61,6 @@ from jobs.ops.logbuffer import (
 from jobs.ops.settings import ops_settings
 from jobs.status import ACTIVE_STATUSES, TERMINAL_STATUSES
 from web.common import json_response, page
-from web.events import id_key
 from web.render import ENV, render
 from web.slice import Message, NavEntry, Region, WebSlice
 
@@ -124,10 +124,13 @@ class Monitor:
         self.tasks = [asyncio.create_task(self._forever(step, every)) for step, every in (
             (self._probe_lag, 0), (self.check, self.settings.health_check_seconds),
             (self._push_lines, 0.25))]
-        self.tasks.append(asyncio.create_task(self._ingest()))
+        # the workers' lines and jobs' log lines: from the hub, which reads the stream anyway
+        self.app.state.hub.taps.append(self.take)
         await self.check()
 
     async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.app.state.hub.taps.remove(self.take)
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -213,31 +216,6 @@ class Monitor:
         if hub is not None and hub.by_topic.get(LOGS_TOPIC):
             html = "".join(render("ops/log_line.html", line=line) for line in lines)
             push_local(hub, LOGS_TOPIC, [("log-lines", html)])
-
-    async def _ingest(self) -> None:
-        """The workers' lines (and jobs' log lines) from the event stream into the buffer."""
-        client = redis_client(self.engine.redis_url, socket_timeout=30.0)
-        position: str | None = None
-        try:
-            while True:
-                try:
-                    if position is None:
-                        position = await latest_id(client)
-                    for event in await read_after(client, position, count=500, block_ms=5000):
-                        position = event.id
-                        self.take(event)
-                    if position is not None and position != "0-0":
-                        newest = await latest_id(client)
-                        if id_key(newest) < id_key(position):  # the stream was wiped
-                            position = "0-0"
-                except asyncio.CancelledError:
-                    raise
-                except (RedisError, OSError):
-                    position = None  # after an outage, start from what is new (lines are lost)
-                    await asyncio.sleep(0.5)
-        finally:
-            with contextlib.suppress(Exception):
-                await client.aclose()
 
     def take(self, event: Event) -> None:
         if event.type == LINE_EVENT:
@@ -536,7 +514,13 @@ async def _panel(engine: Engine, topic: str, event: Event | None) -> list[Messag
 
 
 def render_badge(live: dict[str, Any]) -> str:
-    return render("ops/badge.html", health=live)
+    return _badge_html(live["status"], tuple(live.get("reasons") or ()))
+
+
+@functools.lru_cache(maxsize=64)
+def _badge_html(status: str, reasons: tuple[str, ...]) -> str:
+    """The badge is on every page: rendered once per (status, reasons), not per request."""
+    return render("ops/badge.html", health={"status": status, "reasons": list(reasons)})
 
 
 async def _badge(engine: Engine, topic: str, event: Event | None) -> list[Message]:
@@ -612,7 +596,8 @@ def _register_function_caches() -> None:
     from jobs.prices import calendar
     from jobs.simulation import catalog
 
-    for name, fn in (("prices.calendar.nyse_holidays", calendar._nyse_holidays),
+    for name, fn in (("ops.badge", _badge_html),
+                     ("prices.calendar.nyse_holidays", calendar._nyse_holidays),
                      ("prices.calendar.year", calendar._year),
                      ("simulation.catalog.default_models", catalog._default_models),
                      ("simulation.catalog.models_file", catalog._read_models_file_version)):
