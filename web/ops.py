@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from litestar import Litestar, Response, Router, get
 from litestar.enums import MediaType
-from litestar.exceptions import ValidationException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.plugins.htmx import HTMXRequest
 from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.types import Message as ASGIMessage
@@ -60,7 +60,7 @@ from jobs.ops.logbuffer import (
 )
 from jobs.ops.settings import ops_settings
 from jobs.status import ACTIVE_STATUSES, TERMINAL_STATUSES
-from web.common import json_response, page
+from web.common import is_embed, json_response, page
 from web.render import ENV, render
 from web.slice import Message, NavEntry, Region, WebSlice
 
@@ -68,6 +68,8 @@ log = logging.getLogger("marketdesk.ops")
 
 BADGE_TOPIC = "ops"
 PAGE_TOPIC = "opspage"
+KIND_TOPIC = "opskind"  # opskind:<job kind>: that kind's metrics panel, on the kind's own pages
+KIND_WINDOW = "24h"
 # A message pushed by this process alone has no stream id: its wire form carries none (the
 # browser's Last-Event-ID stays the stream's), and this id only gets it past the "already sent"
 # check of web.events.client_stream.
@@ -513,6 +515,57 @@ async def _panel(engine: Engine, topic: str, event: Event | None) -> list[Messag
     return [("ops-panel", render("ops/panel.html", **await operations_context(engine, window)))]
 
 
+# -- a job kind's metrics, on its own pages -------------------------------------------------------
+KIND_CHARTS = (("per_minute", "/min", "Finished per minute"), ("failed", "", "Failed"),
+               ("p95", "s", "Duration p95"), ("queued_p50", "s", "Time queued p50"))
+
+
+def kind_slug(kind: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", kind.lower())
+
+
+async def kind_panel(engine: Engine, kind: str, embed: bool = False) -> str:
+    hist = await health.cached_kind_history(engine.db, kind, KIND_WINDOW)
+    return render("ops/kind_panel.html", kind=kind, slug=kind_slug(kind), hist=hist, embed=embed,
+                  charts=[chart(hist["points"], k, hist["from"], hist["to"], u, t)
+                          for k, u, t in KIND_CHARTS])
+
+
+def _known_kind(kind: str) -> str:
+    from jobs.registry import kind_names
+
+    names = kind_names()
+    if kind not in names:
+        raise NotFoundException(f"No job kind {kind!r}; known: {', '.join(names)}")
+    return kind
+
+
+@get("/operations/kinds/{kind:str}", name="ops-kind", media_type=MediaType.HTML)
+async def kind_fragment(request: HTMXRequest, engine: Engine, kind: str) -> Response[str]:
+    """One job kind's metrics over the last 24 hours (the panel its pages show)."""
+    return Response(await kind_panel(engine, _known_kind(kind), embed=is_embed(request)),
+                    media_type=MediaType.HTML)
+
+
+async def _kind(engine: Engine, topic: str, event: Event | None) -> list[Message]:
+    from jobs.registry import kind_names
+
+    kind = topic.partition(":")[2]
+    if kind not in kind_names():
+        return []
+    return [(f"opskind-{kind_slug(kind)}", await kind_panel(engine, kind))]
+
+
+def kind_metrics(kind: str) -> Markup:
+    """Where a page shows ``kind``'s metrics: filled when its live connection opens (the page
+    adds ``kind_topics(kind)`` to its topics) and after each health sample."""
+    return Markup(render("ops/kind_slot.html", kind=kind, slug=kind_slug(kind)))
+
+
+def kind_topics(*kinds: str) -> str:
+    return "".join(f"&topic={KIND_TOPIC}:{k}" for k in kinds)
+
+
 def render_badge(live: dict[str, Any]) -> str:
     return _badge_html(live["status"], tuple(live.get("reasons") or ()))
 
@@ -606,18 +659,21 @@ def _register_function_caches() -> None:
 
 _register_function_caches()
 ENV.filters["fig"] = _fmt
+ENV.globals["kind_metrics"] = kind_metrics
+ENV.globals["kind_topics"] = kind_topics
 ENV.globals["ops_badge"] = lambda: Markup(render_badge(
     MONITOR.live if MONITOR else {"status": "amber", "reasons": ["starting"]}))
 
 router = Router(path="/", route_handlers=[
-    operations_page, logs_page, api_health, api_health_history, api_logs, metrics,
+    operations_page, logs_page, api_health, api_health_history, api_logs, metrics, kind_fragment,
 ])
 
 WEB = WebSlice(
     router=router,
     regions=(Region(BADGE_TOPIC, _badge), Region(LOGS_TOPIC, _no_state, on_connect=False),
              Region(PAGE_TOPIC, _panel, follows=("health",), coalesce=True, keyed=True,
-                    on_connect=False)),
+                    on_connect=False),
+             Region(KIND_TOPIC, _kind, follows=("health",), coalesce=True, keyed=True)),
     nav=(NavEntry("Operations", "/operations"), NavEntry("Logs", "/logs")),
     middleware=(metrics_middleware,),
     lifespan=(lifespan,),

@@ -303,8 +303,11 @@ async def sample_and_prune(engine: Any) -> None:
     settings = ops_settings()
     sample = await take_sample(engine)
     await prune(engine.db, sample["at"], settings.health_retention_days, settings.health_raw_hours)
-    # the operations page's topic is per window (opspage:1h, ...): tell each
-    topics = tuple(f"opspage:{w}" for w in WINDOWS)
+    # the operations page's topic is per window (opspage:1h, ...): tell each,
+    from jobs.registry import kind_names
+
+    # and each kind's own page (its metrics panel: opskind:<kind>)
+    topics = (*(f"opspage:{w}" for w in WINDOWS), *(f"opskind:{k}" for k in kind_names()))
     await engine.publish(("health", topics, {"id": sample["id"], "at": sample["at"].isoformat()}))
 
 
@@ -463,16 +466,60 @@ async def history(db: Any, window: str, now: datetime | None = None) -> dict[str
     }
 
 
+@reads
+def _kind_buckets(conn: sa.Connection, kind: str, start: int, end: int,
+                  bucket: int) -> list[tuple[int, dict[str, Any]]]:
+    """One kind's figures per chart bucket of a window, added up by the database."""
+    k = HEALTH_KIND.c
+    b = ((k.epoch - start) // bucket).label("b")
+    sums = [sa.func.sum(k[c]).label(c) for c in ("finished", "failed", "duration_sum",
+                                                 *DURATION_COLUMNS, *QUEUED_COLUMNS)]
+    stmt = (sa.select(b, *sums).where(k.kind == kind, k.epoch > start, k.epoch <= end)
+            .group_by(b).order_by(b))
+    return [(int(row.b), kind_of_row(row)) for row in conn.execute(stmt)]
+
+
+async def kind_history(db: Any, kind: str, window: str, now: datetime | None = None) -> dict[str, Any]:
+    """One job kind over a window: chart points per bucket (finished per minute, failed,
+    duration p95, time queued p50) and the window's figures (as /operations shows per kind)."""
+    span, bucket = WINDOWS[window]
+    now = now or utcnow()
+    end = epoch_of(now)
+    seconds = int(span.total_seconds())
+    start_epoch = end - seconds
+    start_at = datetime.fromtimestamp(start_epoch, now.tzinfo)
+    buckets = await _kind_buckets(db, kind, start_epoch, end, bucket)
+    points = [{"at": (start_at + timedelta(seconds=(b + 1) * bucket)).isoformat(),
+               "finished": f["finished"], "failed": f["failed"],
+               "per_minute": round(f["finished"] / (bucket / 60), 3),
+               "p95": percentile(f["duration"], 0.95), "queued_p50": percentile(f["queued"], 0.5)}
+              for b, f in buckets]
+    total = merge_kinds([{kind: f} for _, f in buckets])
+    return {"kind": kind, "window": window, "from": start_at.isoformat(), "to": now.isoformat(),
+            "bucket_seconds": bucket, "points": points,
+            "figures": kind_figures(total, seconds).get(kind)}
+
+
 # A window's history changes when a sample lands (every 30 s by default), not per request:
 # kept per (window, newest sample) for a few seconds, so pages and scrapers polling it share
 # one computation (bounded and counted like every cache; values are read-only).
 _HISTORY: BoundedCache[tuple[str, int | None, str], Any] = BoundedCache(
-    "ops.history", maxsize=32, ttl=5)
+    "ops.history", maxsize=64, ttl=5)
 
 
 @reads
 def _newest_id(conn: sa.Connection) -> int | None:
     return conn.execute(sa.select(sa.func.max(SAMPLE.c.id))).scalar()
+
+
+async def cached_kind_history(db: Any, kind: str, window: str) -> Any:
+    """``kind_history`` (read-only) as of the newest sample."""
+    newest = await _newest_id(db)
+    key = (window, newest, f"kind:{kind}")
+    found = _HISTORY.get(key)
+    if found is None:
+        found = _HISTORY.set(key, await kind_history(db, kind, window))
+    return found
 
 
 async def cached_history(db: Any, window: str, as_json: bool = False) -> Any:

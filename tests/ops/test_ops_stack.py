@@ -126,3 +126,38 @@ def test_a_worker_log_line_reaches_the_web_with_its_api_key_masked(
     assert any("Finished" in line["message"] for line in own), own
     # nor does the key reach the stack's console output
     assert av.api_key not in two_workers.log_path.read_text(errors="replace")
+
+
+def test_a_kind_page_shows_its_metrics_and_the_next_sample_updates_them_live(
+        two_workers: Stack) -> None:
+    """/prices carries prices.download's metrics panel; its live connection fills it at once
+    and a sample taken after a download finished pushes the new count, with no reload."""
+    import re
+
+    from tests.stack import sse_events
+
+    page = httpx.get(f"{two_workers.url}/prices", timeout=10).text
+    topics = re.search(r'sse-connect="(/events\?[^"]*)"', page)
+    assert topics and "topic=opskind:prices.download" in topics.group(1), page[:500]
+    assert 'data-kind="prices.download"' in page
+    url = two_workers.url + topics.group(1).replace("&amp;", "&")
+
+    def finished_in(html: str) -> int:
+        found = re.search(r'data-testid="kind-finished">(\d+)<', html)
+        return int(found.group(1)) if found else 0
+
+    with httpx.stream("GET", url, timeout=httpx.Timeout(5, read=15)) as r:
+        events = sse_events(r)
+        first = next(e for e in events if e.get("event") == "opskind-prices-download")
+        assert 'data-testid="kind-metrics"' in first["data"]
+        before = finished_in(first["data"])
+        job_id = two_workers.submit("prices.download", symbols=["IBM"], start_date="2025-03-03",
+                                    end_date="2025-03-07")
+        assert two_workers.wait(job_id)["status"] == "completed"
+        deadline = time.monotonic() + 10 * SAMPLE_SECONDS
+        for event in events:
+            if event.get("event") == "opskind-prices-download" and finished_in(event["data"]) > before:
+                assert 'data-testid="chart-per_minute"' in event["data"]
+                assert 'data-testid="chart-p95"' in event["data"]
+                break
+            assert time.monotonic() < deadline, "no sample pushed the finished download"

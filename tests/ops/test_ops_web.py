@@ -166,3 +166,50 @@ def test_every_datetime_in_the_api_payloads_is_timezone_aware(web: TestClient[An
         assert resp.status_code == 200, (path, resp.text[:200])
         seen += assert_all_aware(resp.json())
     assert seen > 5  # the audit looked at real times
+
+
+def test_each_domain_page_carries_its_kinds_metrics_panel(web: TestClient[Any]) -> None:
+    for path, kinds in (("/prices", ["prices.download"]), ("/simulations", ["simulation.run"]),
+                        ("/contracts", ["contracts.build"]),
+                        ("/symbols", ["symbols.refresh", "symbols.refresh_all"])):
+        r = web.get(path)
+        assert r.status_code == 200, (path, r.text[:300])
+        connect = re.search(r'sse-connect="([^"]*)"', r.text).group(1)  # type: ignore[union-attr]
+        for kind in kinds:
+            assert f'data-kind="{kind}"' in r.text, (path, kind)
+            assert f"topic=opskind:{kind}" in connect, (path, connect)
+
+
+def test_a_kinds_metrics_fragment_sums_its_samples(tmp_path) -> None:
+    """The panel's figures and charts come from the kind's own rows of the health samples."""
+    import asyncio
+    import random
+    from datetime import timedelta
+
+    from jobs.db import Database, utcnow
+    from tests.inprocess import app_client
+    from tests.ops.samples import insert_samples, sample_values
+
+    with app_client(tmp_path) as client:
+        rng, now = random.Random(3), utcnow()
+        rows = [sample_values(now - timedelta(minutes=m), rng) for m in (90, 60, 30, 5)]
+        finished = sum(r["kinds"].get("prices.download", {}).get("finished", 0) for r in rows)
+        failed = sum(r["kinds"].get("prices.download", {}).get("failed", 0) for r in rows)
+        assert finished  # the seed gives some
+
+        async def insert() -> None:
+            db = Database(f"sqlite:///{tmp_path / 'web.db'}")
+            try:
+                await insert_samples(db, rows)
+            finally:
+                await db.dispose()
+        asyncio.run(insert())
+        r = client.get("/operations/kinds/prices.download")
+        assert r.status_code == 200, r.text
+        assert f'data-testid="kind-finished">{finished}<' in r.text
+        assert f'data-testid="kind-failed">{failed}' in r.text
+        assert r.text.count("<circle") >= 4  # one hoverable dot per bucket per chart
+        other = client.get("/operations/kinds/simulation.run")
+        assert "No simulation.run job finished in the last 24 hours." in other.text
+        missing = client.get("/operations/kinds/nope.nothing")
+        assert missing.status_code == 404 and "prices.download" in missing.text
