@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 from _common import CpuMeter, latency_cells, machine_line, md_table, run, run_with_stack, stack_processes
-from request_path import RawClient, Result, virtual_client
+from request_path import RawClient, Result, load_wrk, virtual_client
 
 from jobs.db import Database
 from jobs.prices import store as prices_store
@@ -90,12 +90,21 @@ async def get_load(stack: Stack, clients: int, duration: float, warmup: float,
 def get_rows(stack: Stack, args: argparse.Namespace, label: str) -> list[list[object]]:
     procs = stack_processes(stack.proc.pid)  # type: ignore[union-attr]
     rows: list[list[object]] = []
-    for rate in (None, args.rate):
-        load = run(get_load(stack, args.clients, args.duration, args.warmup, CpuMeter(procs), rate))
+    loads = [("wrk", None)] if args.client == "wrk" else [("raw", None), ("raw", args.rate)]
+    for client, rate in loads:
+        if client == "wrk":
+            load = run(load_wrk(stack, "GET /api/symbols", "GET", "/api/symbols", None, {200},
+                                args.clients, args.duration, args.warmup, CpuMeter(procs)))
+        else:
+            load = run(get_load(stack, args.clients, args.duration, args.warmup, CpuMeter(procs),
+                                rate))
         ok = load.statuses.get(200, 0)
-        rows.append([label, "closed loop" if rate is None else f"open loop {rate:g}/s", ok,
-                     load.errors, f"{ok / load.duration:.0f}", *latency_cells(load.latencies),
-                     f"{load.cpu.get('web (serve)', 0.0):.1f}"])
+        web_cpu = sum(v for k, v in load.cpu.items()
+                      if k == "web (serve)" or k.startswith("marketdesk web"))
+        rows.append([label, ("closed loop" if rate is None else f"open loop {rate:g}/s")
+                     + f" ({client}, {args.web} web)", ok,
+                     load.errors, f"{ok / load.duration:.0f}",
+                     *(load.cells or latency_cells(load.latencies)), f"{web_cpu:.1f}"])
         if load.error_samples:
             print("errors:", load.error_samples, flush=True)
     return rows
@@ -108,12 +117,16 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--rate", type=float, default=500.0, help="open-loop requests/s")
+    parser.add_argument("--client", choices=["raw", "wrk"], default="raw",
+                        help="raw: this process, closed and open loop; wrk: closed loop by wrk")
+    parser.add_argument("--web", type=int, default=1, help="web processes (serve --web N)")
+    parser.add_argument("--no-uncached", action="store_true", help="skip the built-every-time rows")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="bench-symbols-"))
     symbols = names(args.symbols)
     rows: list[list[object]] = []
     env = {"MARKETDESK_MAX_QUEUED": "1000"}
-    cached = Stack(data_dir, env=env)
+    cached = Stack(data_dir, env=env, web=args.web)
 
     def refresh_and_list() -> None:
         t0 = time.perf_counter()
@@ -140,8 +153,9 @@ def main() -> None:
         rows.extend(get_rows(cached, args, "cached body (default)"))
 
     run_with_stack(cached, refresh_and_list)
-    uncached = Stack(data_dir, env={**env, "MARKETDESK_SYMBOL_LIST_CACHE": "0"})
-    run_with_stack(uncached, lambda: rows.extend(get_rows(uncached, args, "built every time")))
+    if not args.no_uncached:
+        uncached = Stack(data_dir, env={**env, "MARKETDESK_SYMBOL_LIST_CACHE": "0"}, web=args.web)
+        run_with_stack(uncached, lambda: rows.extend(get_rows(uncached, args, "built every time")))
     print(f"\n## GET /api/symbols: {len(symbols)} symbols, {args.clients} keep-alive clients, "
           f"{args.duration:g} s each\n")
     print(md_table(["body", "load", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms",
