@@ -180,3 +180,29 @@ async def test_a_slow_read_never_holds_the_write_lock_nor_delays_another_process
         assert {(await store.get_job(web, i)).status for i in ("s" * 32, "w" * 32)} == {"pending"}
     finally:
         await web.dispose()
+
+
+def test_domain_reads_answer_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    """The symbols, contracts and simulation pages and APIs only read: they must not queue for
+    SQLite's write lock (once they did, through the writer thread: every GET /api/symbols took
+    the lock, and two web processes made each other's answers wait up to a second)."""
+    import sqlite3
+
+    from tests.inprocess import app_client
+
+    with app_client(tmp_path) as client:
+        assert client.post("/api/symbols", json={"symbol": "SPX"}).status_code == 201
+        holder = sqlite3.connect(tmp_path / "web.db", timeout=1)
+        holder.isolation_level = None
+        holder.execute("BEGIN IMMEDIATE")  # another process's long write
+        try:
+            for path in ("/api/symbols", "/api/symbols/SPX", "/symbols", "/results",
+                         "/simulations", "/api/contracts/SHFE.cu2501/days"):
+                t = time.monotonic()
+                r = client.get(path)
+                took = time.monotonic() - t
+                assert r.status_code in (200, 404), (path, r.status_code, r.text[:200])
+                assert took < 0.5, f"{path} waited {took:.2f} s for the write lock"
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from jobs.contracts.tables import ContractCatalog, ContractScan, ContractSnapshot
-from jobs.db import Prepared, operation
+from jobs.db import Prepared, operation, reads
 from jobs.models import Job
 from jobs.status import UNFINISHED_STATUSES
 from jobs.store import _COLUMNS, JOB, _status_in
@@ -31,7 +31,7 @@ def _upsert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], ke
 
 
 # -- catalog -----------------------------------------------------------------------------------
-@operation
+@reads
 def cached_catalog(conn: sa.Connection, exchange: str, var: str
                    ) -> tuple[list[dict[str, Any]], datetime, str] | None:
     row = conn.execute(sa.select(CATALOG.c.contracts, CATALOG.c.cached_at, CATALOG.c.source).where(
@@ -61,7 +61,7 @@ class Scan:
     no_data: tuple[str, ...]
 
 
-@operation
+@reads
 def load_scans(conn: sa.Connection, lake_version: str, symbols: list[str]) -> dict[str, Scan]:
     out: dict[str, Scan] = {}
     wanted = set(symbols)
@@ -112,7 +112,7 @@ _META = Prepared(sa.select(
     SNAPSHOT.c.exchange == sa.bindparam("exchange"), SNAPSHOT.c.var == sa.bindparam("var")))
 
 
-@operation
+@reads
 def snapshot(conn: sa.Connection, exchange: str, var: str, *, payload: bool = True) -> SnapshotRow | None:
     """The stored snapshot (``payload=False``: all but the payload, for the status line)."""
     stmt = _SNAPSHOT if payload else _META
@@ -151,7 +151,7 @@ _UNFINISHED_BY_KEY = Prepared(sa.select(*_COLUMNS).where(
     JOB.c.dedupe_key == sa.bindparam("key"), _status_in([s.value for s in UNFINISHED_STATUSES])))
 
 
-@operation
+@reads
 def unfinished_job(conn: sa.Connection, dedupe_key: str) -> Job | None:
     """The build holding ``dedupe_key`` now, if any."""
     for row in _UNFINISHED_BY_KEY.rows(conn, {"key": dedupe_key}):
@@ -159,7 +159,7 @@ def unfinished_job(conn: sa.Connection, dedupe_key: str) -> Job | None:
     return None
 
 
-@operation
+@reads
 def snapshot_and_build(conn: sa.Connection, exchange: str, var: str, dedupe_key: str,
                        *, payload: bool = True) -> tuple[SnapshotRow | None, Job | None]:
     """The snapshot and the build under way, in one hand-off (the request path's one read)."""

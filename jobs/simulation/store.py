@@ -11,14 +11,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from jobs.db import operation
+from jobs.db import operation, reads
 from jobs.simulation.tables import ModelDayResult, SimulationDay, day_detail
 
 _RESULT = ModelDayResult.__table__  # type: ignore[attr-defined]
 _DAY = SimulationDay.__table__  # type: ignore[attr-defined]
 
 
-@operation
+@reads
 def completed_days(conn: sa.Connection, models: Iterable[str], start: date,
                    end: date) -> dict[str, set[date]]:
     models = list(models)
@@ -30,7 +30,7 @@ def completed_days(conn: sa.Connection, models: Iterable[str], start: date,
     return out
 
 
-@operation
+@reads
 def last_completed_days(conn: sa.Connection, models: Iterable[str]) -> dict[str, date | None]:
     models = list(models)
     out: dict[str, date | None] = {m: None for m in models}
@@ -41,7 +41,7 @@ def last_completed_days(conn: sa.Connection, models: Iterable[str]) -> dict[str,
     return out
 
 
-@operation
+@reads
 def result_before(conn: sa.Connection, model: str, day: date) -> dict[str, Any] | None:
     """The model's latest completed day before ``day``, as its next day takes it (see
     catalog.step): the state it carries into ``day``."""
@@ -112,7 +112,7 @@ def finish_days(conn: sa.Connection, job_id: str, outcomes: list[DayOutcome]) ->
         details)
 
 
-@operation
+@reads
 def details(conn: sa.Connection, job_id: str) -> list[dict[str, Any]]:
     """Every model-day of a job as its details list shows it, by day then model."""
     stmt = sa.select(_DAY).where(_DAY.c.job_id == job_id).order_by(_DAY.c.day, _DAY.c.model)
@@ -139,7 +139,7 @@ def _position_row(row: Any) -> dict[str, Any]:
             "prices": row["prices"] or {}, "trades": row["trades"] or []}
 
 
-@operation
+@reads
 def results_page(conn: sa.Connection, job_id: str | None, start: date | None, end: date | None,
                  models: list[str] | None, limit: int | None, offset: int
                  ) -> tuple[list[dict[str, Any]], int]:
@@ -168,7 +168,7 @@ def results_page(conn: sa.Connection, job_id: str | None, start: date | None, en
     return rows, int(total)
 
 
-@operation
+@reads
 def positions_on(conn: sa.Connection, keys: Iterable[tuple[str, date]]
                  ) -> dict[tuple[str, date], dict[str, Any]]:
     """The stored model-days ``(model, day)`` (cash, positions and their prices, value)."""
@@ -182,7 +182,7 @@ def positions_on(conn: sa.Connection, keys: Iterable[tuple[str, date]]
     return out
 
 
-@operation
+@reads
 def daily_series(conn: sa.Connection, models: Iterable[str], end: date
                  ) -> dict[str, list[tuple[date, float, int]]]:
     """Each model's ``(day, value, trades that day)`` from its first day up to ``end``."""
@@ -199,7 +199,7 @@ def daily_series(conn: sa.Connection, models: Iterable[str], end: date
     return out
 
 
-@operation
+@reads
 def has_results(conn: sa.Connection, model: str) -> bool:
     return conn.execute(sa.select(_RESULT.c.model).where(_RESULT.c.model == model).limit(1)).first() \
         is not None

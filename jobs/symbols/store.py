@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from jobs.db import Prepared, operation, utcnow
+from jobs.db import Prepared, operation, reads, utcnow
 from jobs.models import JobTable
 from jobs.prices.models import PriceBar
 from jobs.status import UNFINISHED_STATUSES
@@ -51,7 +51,7 @@ def _level(row: Any) -> dict[str, Any]:
 _LIST = Prepared(sa.select(*_STATE).order_by(SYMBOL.c.symbol))
 
 
-@operation
+@reads
 def list_symbols(conn: sa.Connection) -> list[dict[str, Any]]:
     return [_state(r) for r in _LIST.rows(conn)]
 
@@ -60,18 +60,18 @@ _FINGERPRINT = Prepared(sa.select(sa.func.count(), sa.func.sum(SYMBOL.c.version)
                                   sa.func.max(SYMBOL.c.added_at)))
 
 
-@operation
+@reads
 def fingerprint(conn: sa.Connection) -> tuple[Any, ...]:
     """Changes whenever a symbol is added, removed or written (every write bumps its version)."""
     return tuple(_FINGERPRINT.rows(conn)[0])
 
 
-@operation
+@reads
 def symbol_names(conn: sa.Connection) -> list[str]:
     return [r[0] for r in conn.execute(sa.select(SYMBOL.c.symbol).order_by(SYMBOL.c.symbol))]
 
 
-@operation
+@reads
 def get_symbol(conn: sa.Connection, symbol: str) -> dict[str, Any] | None:
     """The symbol's state and levels (highest price first), read in one transaction."""
     row = conn.execute(sa.select(*_STATE).where(SYMBOL.c.symbol == symbol)).first()
@@ -83,7 +83,7 @@ def get_symbol(conn: sa.Connection, symbol: str) -> dict[str, Any] | None:
     return state
 
 
-@operation
+@reads
 def levels_of(conn: sa.Connection, symbols: list[str]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {s: [] for s in symbols}
     if symbols:
@@ -110,7 +110,7 @@ def remove_symbol(conn: sa.Connection, symbol: str) -> bool:
     return bool(conn.execute(sa.delete(SYMBOL).where(SYMBOL.c.symbol == symbol)).rowcount)
 
 
-@operation
+@reads
 def version_of(conn: sa.Connection, symbol: str) -> int | None:
     return conn.execute(sa.select(SYMBOL.c.version).where(SYMBOL.c.symbol == symbol)).scalar()
 
@@ -169,7 +169,7 @@ _REFRESHING = Prepared(sa.select(_JOB.c.kind, _JOB.c.dedupe_key).where(
     sa.or_(*(_JOB.c.status == s.value for s in UNFINISHED_STATUSES))))
 
 
-@operation
+@reads
 def refreshing(conn: sa.Connection) -> tuple[set[str], bool]:
     """Symbols with a refresh pending or running, and whether a refresh of all is."""
     symbols, everything = set(), False
@@ -181,13 +181,13 @@ def refreshing(conn: sa.Connection) -> tuple[set[str], bool]:
     return symbols, everything
 
 
-@operation
+@reads
 def board(conn: sa.Connection) -> tuple[list[dict[str, Any]], set[str], bool]:
     """What the /symbols page shows, in one transaction: every state, who is refreshing."""
     return list_symbols.sync(conn), *refreshing.sync(conn)  # type: ignore[attr-defined,return-value]
 
 
-@operation
+@reads
 def daily_bars(conn: sa.Connection, symbol: str, start: date, end: date) -> list[DailyBar]:
     stmt = (sa.select(_BAR.c.day, _BAR.c.high, _BAR.c.low, _BAR.c.close)
             .where(_BAR.c.symbol == symbol, _BAR.c.day >= start, _BAR.c.day <= end)
