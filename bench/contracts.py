@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import latency_cells, machine_line, md_table, ms, sigterm_as_exit  # noqa: E402
-from request_path import RawClient  # noqa: E402
+from request_path import RawClient, load_wrk  # noqa: E402
 
 EXCHANGE, BIG, TINY = "SHFE", "bx", "tn"
 
@@ -109,6 +109,21 @@ async def builds(db_url: str, settings, repeat: int) -> list[list[str]]:
     finally:
         await db.dispose()
     return rows
+
+
+async def api_load_wrk(stack, var: str, clients: int, duration: float) -> list[str]:
+    """The same load driven by wrk (C): the load generator's CPU no longer weighs on the
+    server's share of the two cores."""
+    import httpx
+
+    path = f"/api/contracts?exchange={EXCHANGE}&var={var}&mode=cache"
+    r = await load_wrk(stack, "GET /api/contracts", "GET", path, None, {200}, clients, duration,
+                       1.0, None)
+    async with httpx.AsyncClient(base_url=stack.url) as client:
+        one = await client.get(path)
+    stale = b'"cache_stale": true' in one.content[:200]
+    return [var, r.requests, f"{r.requests / r.duration:.0f}", *(r.cells or []),
+            f"{len(one.content) / 1024:.0f} KiB", r.errors, "yes" if stale else "no"]
 
 
 async def api_load(stack, var: str, clients: int, duration: float) -> list[str]:
@@ -214,6 +229,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="warm and changed builds (median)")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--client", choices=["raw", "wrk"], default="raw",
+                        help="the API rows' load generator: raw (this process) or wrk")
+    parser.add_argument("--web", type=int, default=1, help="web processes (serve --web N)")
     args = parser.parse_args()
     sigterm_as_exit()
     # this process reads the snapshot too (the in-process rows): as fresh for it as for the stack
@@ -251,7 +269,7 @@ def main() -> None:
         env = {"MARKETDESK_LAKE_DIR": str(lake), "MARKETDESK_CONTRACTS_CATALOG": "file",
                "MARKETDESK_CONTRACTS_CATALOG_FILE": str(catalog),
                "MARKETDESK_CONTRACTS_SNAPSHOT_TTL_S": "3600", "MARKETDESK_CONTRACTS_CATALOG_TTL_S": "3600"}
-        with Stack(stack_dir, env=env) as stack:
+        with Stack(stack_dir, env=env, web=args.web) as stack:
             stack.db_url = db_url  # type: ignore[attr-defined]
             import httpx
             r = httpx.post(f"{stack.url}/api/contracts/build", json={"exchange": EXCHANGE, "var": TINY},
@@ -259,8 +277,10 @@ def main() -> None:
             stack.wait(r.json()["job_id"], timeout=120)
             api_rows = []
             for var in (BIG, TINY):
-                api_rows.append(asyncio.run(api_load(stack, var, args.clients, args.duration)))
-            print(f"\n## GET /api/contracts?mode=cache, {args.clients} concurrent keep-alive clients, "
+                load = api_load_wrk if args.client == "wrk" else api_load
+                api_rows.append(asyncio.run(load(stack, var, args.clients, args.duration)))
+            print(f"\n## GET /api/contracts?mode=cache, {args.clients} concurrent keep-alive clients "
+                  f"({args.client}, {args.web} web process{'es' if args.web > 1 else ''}), "
                   f"{args.duration:.0f} s each (target p99 < 20 ms, big within 20% of tiny)\n")
             print(md_table(["lake", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "answer",
                             "errors", "stale answers"], api_rows))
