@@ -54,6 +54,21 @@ def create_postgres_database(base_url: str) -> str:
     return f"{head}/{name}"
 
 
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on ``port`` (each web process of `serve --web N` has its own)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
 class Stack:
     """`marketdesk serve` (or `web` + `worker` parts) on a free port with its own data dir."""
 
@@ -101,7 +116,8 @@ class Stack:
             try:
                 health = httpx.get(f"{self.url}/healthz", timeout=2).json()
                 if health.get("redis") == "ok" and (health["workers"] >= self.workers
-                                                    or not wait_workers or self.workers == 0):
+                                                    or not wait_workers or self.workers == 0) \
+                        and listening_sockets(self.port) >= self.web:
                     return self
             except (httpx.HTTPError, ValueError):
                 pass
