@@ -1,6 +1,10 @@
 """Jobs made of items (one per symbol, per file, ...): each item's outcome is recorded, a failed
 one with its error in the job's result and log, and the job's final status follows one rule:
-more than half of the items failed → ``failed``, some → ``partial``, none → ``completed``."""
+more than half of the items failed → ``failed``, some → ``partial``, none → ``completed``.
+
+An item can also be skipped: not tried, for a reason outside it (a provider's rate limit stops
+a download and keeps what was fetched). A skipped item is not a failure: it makes the job
+``partial``, or ``failed`` when no item succeeded at all."""
 
 from __future__ import annotations
 
@@ -17,9 +21,11 @@ class Items:
 
     succeeded: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
+        """The items tried (skipped ones are not)."""
         return len(self.succeeded) + len(self.failed)
 
     def ok(self, item: str) -> None:
@@ -31,15 +37,22 @@ class Items:
         if ctx is not None:
             await ctx.log(f"{item}: {error}", level="error")
 
+    def skip(self, item: str, reason: str) -> None:
+        self.skipped[item] = reason
+
     @property
     def status(self) -> Status:
-        if len(self.failed) * 2 > self.total:
+        if len(self.failed) * 2 > self.total or (self.skipped and not self.succeeded):
             return Status.FAILED
-        return Status.PARTIAL if self.failed else Status.COMPLETED
+        return Status.PARTIAL if self.failed or self.skipped else Status.COMPLETED
 
     def to_result(self) -> dict[str, Any]:
-        return {"items": self.total, "succeeded": list(self.succeeded),
-                "failed": [{"item": k, "error": v} for k, v in self.failed.items()]}
+        out: dict[str, Any] = {
+            "items": self.total, "succeeded": list(self.succeeded),
+            "failed": [{"item": k, "error": v} for k, v in self.failed.items()]}
+        if self.skipped:
+            out["skipped"] = [{"item": k, "reason": v} for k, v in self.skipped.items()]
+        return out
 
     def outcome(self, **extra: Any) -> Outcome:
         """The job's Outcome: its status by the rule, the items (and ``extra``) as its result."""

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from jobs.context import JobContext, cancellable
 from jobs.db import today_utc
+from jobs.items import Items
 from jobs.prices import store
 from jobs.prices.calendar import trading_days
 from jobs.prices.params import end_not_before_start, iso_date, tickers
@@ -154,6 +155,21 @@ def _describe(params: dict[str, Any]) -> str:
     return f"{shown} · {params.get('start_date')} → {params.get('end_date')}"
 
 
+def items_of(report: FetchReport) -> Items:
+    """Each requested symbol as an item: stored (fully or in part), failed with its error, or
+    skipped (not asked: a rate limit stopped the download and kept what was fetched)."""
+    items = Items()
+    skipped = set(report.not_attempted)
+    for symbol in report.requested:
+        if symbol in report.failed:
+            items.failed[symbol] = report.failed[symbol]  # warned and logged as it happened
+        elif symbol in skipped:
+            items.skip(symbol, "rate limit reached before it was asked for")
+        else:
+            items.ok(symbol)
+    return items
+
+
 async def download(ctx: JobContext, params: DownloadParams) -> Outcome:
     settings = prices_settings()
     provider = make_provider(params.provider or settings.default_provider, settings, ctx.engine.redis)
@@ -162,21 +178,24 @@ async def download(ctx: JobContext, params: DownloadParams) -> Outcome:
                                      params.end_date)
     finally:
         await provider.aclose()
-    result = report.to_api()
+    items = items_of(report)
+    result = {**report.to_api(), **items.to_result()}
     days = len(trading_days(params.start_date, min(params.end_date, today_utc())))
     result["trading_days"] = days
-    if not report.still_missing:
-        return Outcome(Status.COMPLETED, result)
-    incomplete = ", ".join(f"{s} ({n} of {days} days missing)"
-                           for s, n in sorted(report.still_missing.items()))
-    complete_symbols = len(params.symbols) - len(report.still_missing)
-    if complete_symbols == 0 and report.bars_saved == 0:
-        reasons = "; ".join(f"{s}: {e}" for s, e in report.failed.items())
-        if report.rate_limited and not reasons:
-            reasons = "rate limit reached before any symbol was downloaded"
-        return Outcome(Status.FAILED, result, error=f"No price data downloaded. {reasons}".strip())
-    await ctx.warn(f"Incomplete: {incomplete}")
-    return Outcome(Status.PARTIAL, result)
+    status = items.status
+    if status == Status.FAILED:
+        error = items.outcome().error
+        if report.bars_saved == 0:
+            reasons = "; ".join(f"{s}: {e}" for s, e in report.failed.items())
+            if report.rate_limited and not reasons:
+                reasons = "rate limit reached before any symbol was downloaded"
+            error = f"No price data downloaded. {reasons}".strip()
+        return Outcome(status, result, error=error)
+    if report.still_missing:  # some symbols lack days: skipped, or the provider had none
+        await ctx.warn("Incomplete: " + ", ".join(f"{s} ({n} of {days} days missing)"
+                                                 for s, n in sorted(report.still_missing.items())))
+        status = Status.PARTIAL
+    return Outcome(status, result)
 
 
 DOWNLOAD = JobKind(

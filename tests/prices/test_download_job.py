@@ -188,6 +188,9 @@ def test_synthetic_rate_limit_gives_partial_and_keeps_what_was_fetched(make_stac
            f"{d} ({JAN_DAYS} of {JAN_DAYS} days missing)" in job["warnings"]
     assert job["result"]["downloaded"] == [a, b]
     assert job["result"]["not_attempted"] == [c, d]
+    # items (jobs.items): the two not asked for are skipped, not failed
+    assert [i["item"] for i in job["result"]["skipped"]] == [c, d]
+    assert (job["result"]["items"], job["result"]["failed"]) == (2, [])
     assert job["result"]["rate_limited"] is True
     assert job["result"]["bars_saved"] == 2 * JAN_DAYS
     assert {s: r["days_held"] for s, r in coverage(limited, symbols).items()} \
@@ -359,11 +362,27 @@ def test_av_error_for_one_symbol_fails_only_that_one(slow_stack: Stack, fake: Fa
     assert job["status"] == "partial", job
     assert requested(fake) == [good_a, bad, good_b]  # went on after the failure
     assert job["result"]["downloaded"] == [good_a, good_b]
-    assert list(job["result"]["failed"]) == [bad]
+    assert [f["item"] for f in job["result"]["failed"]] == [bad]  # the items rule (jobs.items)
     assert any(w.startswith(f"{bad}: Alpha Vantage rejected {bad}: Invalid API call")
                for w in job["warnings"])
     assert f"Incomplete: {bad} ({AV_DAYS} of {AV_DAYS} days missing)" in job["warnings"]
     assert set(coverage(slow_stack, [good_a, bad, good_b])) == {good_a, good_b}
+
+
+def test_av_more_than_half_of_the_symbols_failing_fails_the_download(
+        slow_stack: Stack, fake: FakeAlphaVantage) -> None:
+    """The per-item rule every job over items follows (jobs.items): one stored, two rejected →
+    failed, with each failure in the result and the error, and the one stored kept."""
+    (good,) = av_tickers(fake, "A")
+    bad = [good[:-1] + "B", good[:-1] + "C"]  # unknown to the fake: "Invalid API call"
+    job = slow_stack.wait(download(slow_stack, [good, *bad], *AV_RANGE, provider="alphavantage"))
+
+    assert job["status"] == "failed", job
+    assert [f["item"] for f in job["result"]["failed"]] == bad
+    assert job["result"]["succeeded"] == [good]
+    assert job["error"].startswith("2 of 3 items failed: ")
+    assert all(f"{s}: Alpha Vantage rejected {s}: Invalid API call" in job["error"] for s in bad)
+    assert set(coverage(slow_stack, [good, *bad])) == {good}  # what was fetched is kept
 
 
 def test_av_every_request_rejected_fails_with_the_error(slow_stack: Stack, fake: FakeAlphaVantage

@@ -1,4 +1,5 @@
-"""jobs.items: a job of items ends failed past half failed, partial with some, completed with none."""
+"""jobs.items: a job of items ends failed past half failed, partial with some, completed with none;
+skipped items (not tried) make it partial, or failed when nothing succeeded."""
 
 from __future__ import annotations
 
@@ -42,3 +43,18 @@ async def test_failed_items_are_in_the_result_and_the_log() -> None:
                                      {"item": "BAD1", "error": "error 1"}]}
     assert out.error == "2 of 3 items failed: BAD0: error 0; BAD1: error 1"
     assert ctx.lines == [("error", "BAD0: error 0"), ("error", "BAD1: error 1")]
+
+
+async def test_skipped_items_make_the_job_partial_or_failed_when_nothing_succeeded() -> None:
+    items = await _items(2, 0)
+    items.skip("LATE", "rate limit reached")
+    assert items.status == Status.PARTIAL  # a rate limit keeps what was fetched
+    assert items.to_result()["skipped"] == [{"item": "LATE", "reason": "rate limit reached"}]
+    assert items.total == 2  # skipped items were not tried
+    nothing = Items()
+    nothing.skip("A", "rate limit reached")
+    assert nothing.status == Status.FAILED
+    mixed = await _items(1, 2)
+    mixed.skip("C", "rate limit reached")
+    assert mixed.status == Status.FAILED  # 2 of the 3 tried failed
+    assert "skipped" not in (await _items(1, 0)).to_result()
