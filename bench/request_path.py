@@ -59,6 +59,8 @@ class Result:
     # with --client wrk: wrk's own request count and percentiles (it keeps no list of latencies)
     count: int | None = None
     cells: list[str] | None = None
+    # the web processes' event-loop lag over the minute before the row ended: (p99, max) ms
+    lag: tuple[float, float] | None = None
 
     @property
     def requests(self) -> int:
@@ -312,6 +314,26 @@ async def load_wrk(stack: Stack, name: str, method: str, path: str, body: bytes 
     return result
 
 
+def loop_lag(stack: Stack) -> tuple[float, float] | None:
+    """The worst web process's event-loop lag (p99, max in ms) as the operations monitor last
+    reported it to Redis (each monitor probes every 0.1 s and keeps a minute of probes)."""
+    import redis
+
+    from jobs.ops.health import LAG_KEY_PREFIX
+
+    time.sleep(1.2)  # one more report (every health check, 1 s) covering the row's end
+    client = redis.Redis(unix_socket_path=str(stack.redis_socket))
+    try:
+        keys = list(client.scan_iter(LAG_KEY_PREFIX + "web:*"))
+        stats = [json.loads(v) for v in client.mget(keys) if v] if keys else []
+    finally:
+        client.close()
+    stats = [s for s in stats if s.get("max_ms") is not None]
+    if not stats:
+        return None
+    return max(s["p99_ms"] for s in stats), max(s["max_ms"] for s in stats)
+
+
 def pending_count(stack: Stack) -> int:
     import httpx
 
@@ -443,6 +465,9 @@ async def bench(stack: Stack, args: argparse.Namespace) -> list[Result]:
                 pending0 = await top_up(stack, args.backlog, body)
                 finished0 = await asyncio.to_thread(finished_count, stack)
             rows = await one_row(stack, target, kind, args, meter, profile)
+            lag = await asyncio.to_thread(loop_lag, stack)
+            for r in rows:
+                r.lag = lag
             if during:
                 pending1 = await asyncio.to_thread(pending_count, stack)
                 finished1 = await asyncio.to_thread(finished_count, stack)
@@ -517,13 +542,14 @@ def report(results: list[Result], args: argparse.Namespace, stack: Stack, outcom
         n4xx = sum(n for s, n in r.statuses.items() if 400 <= s < 500 and s != 429)
         n429 = r.statuses.get(429, 0)
         row = [r.name, r.client, r.requests, f"{r.requests / r.duration:.0f}",
-               *(r.cells or latency_cells(r.latencies)), ok, n4xx, n429, r.errors]
+               *(r.cells or latency_cells(r.latencies)), ok, n4xx, n429, r.errors,
+               f"{r.lag[0]:.0f} / {r.lag[1]:.0f}" if r.lag else "—"]
         if during:
             row += [f"{r.pending[0]:,} → {r.pending[1]:,}" if r.pending else "—",
                     f"{r.finished:,}" if r.finished is not None else "—"]
         rows.append(row)
     headers = ["endpoint", "client", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
-               "2xx", "4xx", "429", "errors"]
+               "2xx", "4xx", "429", "errors", "loop lag p99 / max ms"]
     if during:
         headers += ["pending start → end", "jobs finished in the row"]
     out.append(md_table(headers, rows))
@@ -547,6 +573,9 @@ def report(results: list[Result], args: argparse.Namespace, stack: Stack, outcom
     for r in results:
         if r.profile:
             out.append(f"\n### py-spy of the web process: {r.name} ({r.client})\n\n```\n{r.profile}\n```")
+    out.append("\nloop lag: the worst web process's event-loop lag over the minute before the row "
+               "ended (probes every 0.1 s; the operations monitor's own figure), so a row's "
+               "reading can include the end of the row before it.")
     out.append("\ntarget: p99 < 50 ms. In a closed loop, Little's law ties latency to throughput: "
                "mean latency = clients / (req/s).")
     return "\n".join(out) + "\n"
