@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -14,6 +17,25 @@ from jobs.models import Job
 from jobs.redact import redact
 from jobs.registry import load_kinds
 from jobs.settings import Settings
+
+
+async def run_forever(step: Callable[[], Awaitable[Any]], every: float, log: logging.Logger,
+                      what: str = "") -> None:
+    """Run ``step`` again and again, ``every`` seconds apart, until cancelled. A failure is logged
+    and the loop goes on after a pause (at least a second): a background loop that died
+    silently would strand jobs or freeze a page."""
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            pause = max(every, 1.0)
+            log.exception("%s%s failed; trying again in %gs", what, step.__name__, pause)
+            await asyncio.sleep(pause)
+            continue
+        if every:
+            await asyncio.sleep(every)
 
 
 def redis_client(url: str, *, socket_timeout: float | None = 10.0) -> ArqRedis:

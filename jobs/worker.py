@@ -23,7 +23,7 @@ from jobs import queue, store
 from jobs.context import JobCancelled, JobContext, JobFailed
 from jobs.db import utcnow
 from jobs.domain import Periodic, load_domains
-from jobs.engine import Engine, redis_client
+from jobs.engine import Engine, redis_client, run_forever
 from jobs.keys import ARQ_FUNCTION, CANCEL_CHANNEL, PERIODIC_KEY_PREFIX, WORKER_KEY_PREFIX
 from jobs.models import Job
 from jobs.redact import redact
@@ -56,8 +56,8 @@ class WorkerState:
 
     def start(self) -> None:
         self.tasks = [
-            asyncio.create_task(self._forever(self.heartbeat, self.engine.settings.heartbeat_seconds)),
-            asyncio.create_task(self._forever(self.reconcile, self.engine.settings.reconcile_seconds)),
+            asyncio.create_task(run_forever(self.heartbeat, self.engine.settings.heartbeat_seconds, log)),
+            asyncio.create_task(run_forever(self.reconcile, self.engine.settings.reconcile_seconds, log)),
             asyncio.create_task(self._listen_cancels()),
             *(asyncio.create_task(self._periodic(p)) for d in load_domains() for p in d.periodic),
         ]
@@ -82,16 +82,6 @@ class WorkerState:
                 await task
         with contextlib.suppress(RedisError, OSError):
             await self.engine.redis.delete(WORKER_KEY_PREFIX + self.worker_id)
-
-    async def _forever(self, step: Any, every: float) -> None:
-        while True:
-            try:
-                await step()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a loop that dies silently would strand jobs: log and go on
-                log.exception("%s failed; trying again in %ss", step.__name__, every)
-            await asyncio.sleep(every)
 
     async def _periodic(self, periodic: Periodic) -> None:
         """Run ``periodic`` once per period across every worker: the one that takes the

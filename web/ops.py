@@ -44,7 +44,7 @@ from sse_starlette import ServerSentEvent
 
 from jobs.caches import FunctionCache, cache_stats
 from jobs.db import as_utc, reads, utcnow
-from jobs.engine import Engine
+from jobs.engine import Engine, run_forever
 from jobs.events import Event
 from jobs.models import JobCount
 from jobs.ops import health
@@ -123,9 +123,10 @@ class Monitor:
         handler = attach(self.name, self.buffer, ship=False)
         if handler.buffer is not None and handler.buffer is not self.buffer:
             self.buffer = handler.buffer  # a second app in this process shares the first's
-        self.tasks = [asyncio.create_task(self._forever(step, every)) for step, every in (
-            (self._probe_lag, 0), (self.check, self.settings.health_check_seconds),
-            (self._push_lines, 0.25))]
+        loops = ((self._probe_lag, 0), (self.check, self.settings.health_check_seconds),
+                 (self._push_lines, 0.25))
+        self.tasks = [asyncio.create_task(run_forever(step, every, log, "operations monitor: "))
+                      for step, every in loops]
         # the workers' lines and jobs' log lines: from the hub, which reads the stream anyway
         self.app.state.hub.taps.append(self.take)
         await self.check()
@@ -143,18 +144,6 @@ class Monitor:
         handler = installed()
         if handler is not None and handler.buffer is self.buffer:
             detach()
-
-    async def _forever(self, step: Any, every: float) -> None:
-        while True:
-            try:
-                await step()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("operations monitor: %s failed", step.__name__)
-                await asyncio.sleep(1)
-            if every:
-                await asyncio.sleep(every)
 
     async def _probe_lag(self) -> None:
         """Sleep a tenth of a second, ten times; how late each wake-up came is the loop's lag.
