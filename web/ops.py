@@ -635,11 +635,12 @@ def _fmt(value: Any, unit: str = "") -> str:
 def _register_function_caches() -> None:
     """The lru_caches of pure functions in the domains below (bounded in size; a result of
     theirs never goes stale), shown with the others on /operations."""
+    from jobs import calendars
     from jobs.prices import calendar
     from jobs.simulation import catalog
 
     for name, fn in (("ops.badge", _badge_html),
-                     ("prices.calendar.nyse_holidays", calendar._nyse_holidays),
+                     ("calendars.holidays_of", calendars.holidays_of),
                      ("prices.calendar.year", calendar._year),
                      ("simulation.catalog.default_models", catalog._default_models),
                      ("simulation.catalog.models_file", catalog._read_models_file_version)):

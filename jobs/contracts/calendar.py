@@ -13,19 +13,19 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from functools import lru_cache
 
-import holidays
+from jobs import calendars
 
+MARKET = "XSHG"
 EPOCH = date(1990, 1, 1)
 _EPOCH_ORD = EPOCH.toordinal()
 
 
-@lru_cache(maxsize=128)
 def _closed(year: int) -> frozenset[date]:
-    return frozenset(holidays.financial_holidays("XSHG", years=year).keys())
+    return calendars.holidays_of(MARKET, year)
 
 
 def is_trading_day(day: date) -> bool:
-    return day.weekday() < 5 and day not in _closed(day.year)
+    return calendars.is_trading_day(MARKET, day)
 
 
 def trading_days(start: date, end: date) -> list[date]:

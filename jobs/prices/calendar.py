@@ -1,4 +1,4 @@
-"""The NYSE trading calendar: weekdays that are not NYSE holidays (from the holidays library)."""
+"""The NYSE trading calendar (jobs.calendars): weekdays that are not NYSE holidays."""
 
 from __future__ import annotations
 
@@ -6,27 +6,18 @@ from bisect import bisect_left
 from datetime import date, timedelta
 from functools import lru_cache
 
-import holidays
+from jobs import calendars
 
-
-@lru_cache(maxsize=64)
-def _nyse_holidays(year: int) -> frozenset[date]:
-    return frozenset(holidays.financial_holidays("NYSE", years=year).keys())
+MARKET = "NYSE"
 
 
 def is_trading_day(day: date) -> bool:
-    return day.weekday() < 5 and day not in _nyse_holidays(day.year)
+    return calendars.is_trading_day(MARKET, day)
 
 
 def trading_days(start: date, end: date) -> list[date]:
     """Every NYSE trading day from start to end, both included."""
-    days = []
-    day = start
-    while day <= end:
-        if is_trading_day(day):
-            days.append(day)
-        day += timedelta(days=1)
-    return days
+    return calendars.trading_days(MARKET, start, end)
 
 
 @lru_cache(maxsize=128)
