@@ -171,6 +171,24 @@ def stack_processes(serve_pid: int) -> dict[str, int]:
 
 
 # -- running ----------------------------------------------------------------------------------
+def wait_answers(url: str, seconds: float = 20.0) -> bool:
+    """Wait until ``url`` answers 200 (a server this script started); whether it did."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+
 def sigterm_as_exit() -> None:
     """Make SIGTERM unwind like Ctrl-C, so every `finally` stops what the bench started."""
     def handler(signum: int, _frame: object) -> None:

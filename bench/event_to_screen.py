@@ -32,7 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import latency_cells, machine_line, md_table, percentile, run, run_with_stack, sigterm_as_exit
+from _common import (
+    latency_cells,
+    machine_line,
+    md_table,
+    percentile,
+    run,
+    run_with_stack,
+    sigterm_as_exit,
+    wait_answers,
+)
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from tests.stack import TERMINAL, Stack
@@ -240,13 +249,7 @@ def start_bare(port: int, redis_url: str) -> Any:
     import subprocess
 
     proc = subprocess.Popen([sys.executable, __file__, "--bare-server", str(port), redis_url])
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    wait_answers(f"http://127.0.0.1:{port}/")
     return proc
 
 

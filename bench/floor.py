@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from _common import ROOT, machine_line, md_table, run
+from _common import ROOT, machine_line, md_table, run, wait_answers
 from litestar import Litestar, Response, get
 from request_path import load_wrk
 
-from tests.stack import free_port
+from tests.stack import free_port, listening_sockets
 
 SIZES = {"tiny": 2 * 1024, "big": 302 * 1024}
 
@@ -57,16 +57,10 @@ def measure(processes: int, clients: int, duration: float) -> list[list[object]]
              for _ in range(processes)]
     rows: list[list[object]] = []
     try:
-        import httpx
-
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/tiny", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        time.sleep(0.5 * processes)  # every process listening before the connections open
+        wait_answers(f"http://127.0.0.1:{port}/tiny")
+        deadline = time.monotonic() + 20  # every process listening before the connections open
+        while listening_sockets(port) < processes and time.monotonic() < deadline:
+            time.sleep(0.1)
         with tempfile.TemporaryDirectory() as tmp:
             target = SimpleNamespace(url=f"http://127.0.0.1:{port}", data_dir=Path(tmp))
             for name in SIZES:

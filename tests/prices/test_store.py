@@ -195,3 +195,32 @@ def test_trading_day_count_matches_the_calendar() -> None:
         a = date(2019, 1, 1) + timedelta(days=rng.randrange(2500))
         b = a + timedelta(days=rng.randrange(-5, 900))
         assert trading_day_count(a, b) == len(trading_days(a, b)), (a, b)
+
+
+def test_only_the_first_coverage_page_follows_the_live_stream(tmp_path) -> None:
+    """A reader on page 2 of the coverage table keeps it: the stream renders the first page, so
+    only that page swaps it in; the others say they are not live."""
+    import asyncio
+
+    from jobs.prices.providers import synthetic_bar
+    from tests.inprocess import app_client
+    from web.prices import COVERAGE_PAGE
+
+    with app_client(tmp_path) as client:
+        async def fill() -> None:
+            db = Database(f"sqlite:///{tmp_path / 'web.db'}")
+            try:
+                bars = [synthetic_bar(f"S{i:04d}", date(2025, 1, 2)) for i in range(COVERAGE_PAGE + 5)]
+                await store.save_bars(db, bars, "synthetic")
+            finally:
+                await db.dispose()
+        asyncio.run(fill())
+        first = client.get("/prices").text
+        assert 'sse-swap="coverage"' in first and 'data-live="yes"' in first
+        assert 'data-testid="coverage-not-live"' not in first
+        second = client.get("/prices", params={"offset": COVERAGE_PAGE}).text
+        assert 'sse-swap="coverage"' not in second and 'data-live="no"' in second
+        assert f"symbols {COVERAGE_PAGE + 1}–{COVERAGE_PAGE + 5}; only the first page updates live" in second
+        back = client.get("/prices", params={"offset": 0}, headers={"HX-Request": "true",
+                                                                     "HX-Target": "coverage"}).text
+        assert 'sse-swap="coverage"' in back  # paging back to the first page makes it live again
