@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import random
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
@@ -138,16 +141,50 @@ def _sqlite_engine(url: str, *, pool_size: int, write: bool) -> sa.Engine:
             cur.execute("PRAGMA journal_mode=WAL")
         else:
             cur.execute("PRAGMA query_only=1")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if write:
+            _begin_immediate(conn.connection.driver_connection)
+        else:
+            conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+BUSY_TIMEOUT_S = 30.0
+
+
+def _begin_immediate(dbapi: Any) -> None:
+    """Take SQLite's write lock for a transaction, waiting up to BUSY_TIMEOUT_S for another
+    process's writer (the worker, another web process) to let go of it.
+
+    The wait is ours, not SQLite's busy handler: that one sleeps 1, 2, 5, 10, ... then 100 ms
+    between tries, so under steady contention a waiter keeps losing the lock to writers that
+    arrive between its sleeps (two web processes posting jobs saw a submit wait over 2 s).
+    Short randomized sleeps (0.1–2 ms) retry about as soon as a transaction of ours ends. Every
+    other statement keeps SQLite's own timeout."""
+    try:
+        dbapi.execute("PRAGMA busy_timeout=0")
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        pause = 0.0001
+        while True:
+            try:
+                dbapi.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(random.uniform(pause / 2, pause))
+            pause = min(pause * 2, 0.002)
+    finally:
+        dbapi.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
 
 
 class Database:
