@@ -79,6 +79,15 @@ def _modules() -> list[str]:
     return names
 
 
+def warm_up_all() -> None:
+    """Pay first-use costs (a holiday calendar's data, a catalog) at a process's start, not in
+    its first request or on its first job's event loop (each domain says which). Blocking: run
+    it in a thread."""
+    for domain in load_domains():
+        if domain.warm_up is not None:
+            domain.warm_up()
+
+
 @lru_cache(maxsize=1)
 def load_domains() -> tuple[Domain, ...]:
     """Every declared domain, each after the ones it builds on."""

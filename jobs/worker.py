@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from jobs import queue, store
 from jobs.context import JobCancelled, JobContext, JobFailed
 from jobs.db import utcnow
-from jobs.domain import Periodic, load_domains
+from jobs.domain import Periodic, load_domains, warm_up_all
 from jobs.engine import Engine, redis_client, run_forever
 from jobs.keys import ARQ_FUNCTION, CANCEL_CHANNEL, PERIODIC_KEY_PREFIX, WORKER_KEY_PREFIX
 from jobs.models import Job
@@ -313,6 +313,8 @@ async def _execute(jctx: JobContext, kind: Any, job: Job) -> tuple[Status, dict[
 
 async def _on_startup(ctx: dict[str, Any]) -> None:
     state: WorkerState = ctx["state"]
+    # before the first job: its first use of a calendar must not stall this loop (heartbeats)
+    await asyncio.to_thread(warm_up_all)
     state.start()
 
 

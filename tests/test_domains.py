@@ -75,3 +75,27 @@ def test_a_domain_from_outside_is_served_migrated_run_and_rendered_live(tmp_path
         bad = httpx.post(f"{s.url}/api/jobs", json={"kind": "notes.write", "params": {"text": ""}},
                          timeout=10)
         assert bad.status_code == 400 and "text" in bad.text
+
+
+async def test_a_worker_warms_every_domain_up_off_its_loop_before_its_first_job(monkeypatch) -> None:
+    """A domain's first-use costs (the holidays library building a calendar: ~0.3 s, over a
+    second on a busy machine) must not land on a worker's event loop inside its first job,
+    where they stall its heartbeats and every other job."""
+    import threading
+
+    from jobs import domain, worker
+
+    order: list[str] = []
+    loop_thread = threading.get_ident()
+
+    def warm_up() -> None:
+        order.append("warm-up" if threading.get_ident() != loop_thread else "warm-up ON THE LOOP")
+
+    class State:
+        def start(self) -> None:
+            order.append("jobs start")
+
+    monkeypatch.setattr(domain, "load_domains", lambda: (domain.Domain(
+        name="warm", title="Warm", warm_up=warm_up),))
+    await worker._on_startup({"state": State()})
+    assert order == ["warm-up", "jobs start"]

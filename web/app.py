@@ -13,7 +13,7 @@ from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
-from jobs.domain import check_all_settings, load_domains
+from jobs.domain import check_all_settings, warm_up_all
 from jobs.engine import Engine
 from jobs.settings import Settings, get_settings
 from web.common import DEPENDENCIES, EXCEPTION_HANDLERS, AppRequest
@@ -23,13 +23,6 @@ from web.security import security_middleware
 from web.slice import load_slices
 
 log = logging.getLogger("marketdesk.web")
-
-
-def _warm_up() -> None:
-    """Pay first-use costs at start-up, not on the first request (each domain says which)."""
-    for domain in load_domains():
-        if domain.warm_up is not None:
-            domain.warm_up()
 
 
 def create_app(settings: Settings | None = None, redis_url: str | None = None,
@@ -52,7 +45,7 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None,
                   client_bytes=settings.sse_client_bytes)
         app.state.engine = engine
         app.state.hub = hub
-        await asyncio.to_thread(_warm_up)
+        await asyncio.to_thread(warm_up_all)
         await hub.start()
         # everything loaded so far lives as long as the process: keep it out of the collector's
         # full passes, which otherwise walk it all and stall requests for tens of milliseconds
