@@ -60,7 +60,7 @@ from jobs.ops.logbuffer import (
 )
 from jobs.ops.settings import ops_settings
 from jobs.status import ACTIVE_STATUSES, TERMINAL_STATUSES
-from web.common import is_embed, json_response, page
+from web.common import errors, is_embed, json_response, page
 from web.render import ENV, render
 from web.slice import Message, NavEntry, Region, WebSlice
 
@@ -529,7 +529,8 @@ def _known_kind(kind: str) -> str:
     return kind
 
 
-@get("/operations/kinds/{kind:str}", name="ops-kind", media_type=MediaType.HTML)
+@get("/operations/kinds/{kind:str}", name="ops-kind", media_type=MediaType.HTML,
+     responses=errors(404, meaning={404: "No job kind of that name; the answer lists the known ones"}))
 async def kind_fragment(request: HTMXRequest, engine: Engine, kind: str) -> Response[str]:
     """One job kind's metrics over the last 24 hours (the panel its pages show)."""
     return Response(await kind_panel(engine, _known_kind(kind), embed=is_embed(request)),
