@@ -525,7 +525,8 @@ def _known_kind(kind: str) -> str:
 
     names = kind_names()
     if kind not in names:
-        raise NotFoundException(f"No job kind {kind!r}; known: {', '.join(names)}")
+        shown = kind if len(kind) <= 64 else kind[:64] + "…"
+        raise NotFoundException(f"No job kind {shown!r}; known: {', '.join(names)}")
     return kind
 
 

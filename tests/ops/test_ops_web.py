@@ -213,3 +213,5 @@ def test_a_kinds_metrics_fragment_sums_its_samples(tmp_path) -> None:
         assert "No simulation.run job finished in the last 24 hours." in other.text
         missing = client.get("/operations/kinds/nope.nothing")
         assert missing.status_code == 404 and "prices.download" in missing.text
+        long = client.get("/operations/kinds/" + "x" * 5000)
+        assert long.status_code == 404 and len(long.content) < 600  # what was sent, cut short
