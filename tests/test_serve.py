@@ -126,3 +126,23 @@ def test_serve_web_2_shares_one_port_and_replaces_a_lost_web_process(tmp_path) -
     finally:
         s.stop()
     assert replaced and not _alive(replaced[0]), "a web process was left behind"
+
+
+def test_serve_web_2_leaves_no_web_process_behind_when_killed(tmp_path) -> None:
+    """`serve` killed with -9 cannot stop its children: the extra web process notices its
+    supervisor is gone and stops, instead of holding the port."""
+    s = Stack(tmp_path / "d", web=2).start()
+    (child,) = s.child_pids("web.cli web")
+    others = s.child_pids("redis-server") + s.child_pids("web.cli worker")
+    assert s.proc is not None
+    s.proc.kill()
+    s.proc.wait(5)
+    try:
+        deadline = time.monotonic() + 5
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child), "the web process outlived its supervisor"
+    finally:  # the embedded Redis does not watch its parent: stop it (and anything left) here
+        for pid in [child, *others]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

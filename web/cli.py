@@ -88,10 +88,26 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     print("database is at the latest schema")
 
 
+def _exit_with_parent() -> None:
+    """Under `marketdesk serve`: stop like on SIGTERM if the supervisor vanished (killed with
+    -9, it cannot stop us), instead of holding the port with no one to stop us."""
+    parent = os.environ.get("MARKETDESK_PARENT_PID")
+    if not parent:
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(1)
+        log.warning("supervisor %s is gone; stopping", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def cmd_web(args: argparse.Namespace) -> None:
     settings = _settings()
     if args.reuse_port:  # one of `serve --web N`'s processes: log like the serve process does
         logging.basicConfig(level=logging.INFO, format="%(asctime)s web %(levelname)s %(message)s")
+    _exit_with_parent()
     _run_web(settings, _require_redis(settings), args.host, args.port, reuse_port=args.reuse_port)
 
 
