@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -29,10 +32,33 @@ def redis_server_binary() -> str:
     return path
 
 
-class EmbeddedRedis:
-    """A redis-server child process listening only on a unix socket in ``directory``."""
+def _stop_with_parent() -> Any:
+    """On Linux, a function for Popen's ``preexec_fn`` that has the kernel send the child
+    SIGTERM when its parent dies (PR_SET_PDEATHSIG): redis-server cannot watch for that itself,
+    and a supervisor killed with -9 cannot stop it. None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
 
-    def __init__(self, directory: Path) -> None:
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not after
+    parent = os.getpid()
+
+    def arrange() -> None:  # in the child, between fork and exec: nothing but two calls
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the call took effect
+            os._exit(1)
+    return arrange
+
+
+class EmbeddedRedis:
+    """A redis-server child process listening only on a unix socket in ``directory``.
+
+    ``stop_with_parent``: the server stops when the process that started it dies, however it
+    dies (for `marketdesk serve`, which starts it from its main thread before any other thread:
+    the kernel ties it to the thread that started it, and a fork hook is only safe then)."""
+
+    def __init__(self, directory: Path, stop_with_parent: bool = False) -> None:
+        self.stop_with_parent = stop_with_parent
         self.directory = Path(directory).resolve()
         self.socket_path = self.directory / "redis.sock"
         self.process: subprocess.Popen[bytes] | None = None
@@ -58,7 +84,9 @@ class EmbeddedRedis:
             "--logfile", str(self.directory / "redis.log"),
         ]
         # own process group: a Ctrl-C in the terminal reaches the supervisor, which stops us last
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=_stop_with_parent() if self.stop_with_parent else None)  # noqa: PLW1509
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

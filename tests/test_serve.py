@@ -128,9 +128,9 @@ def test_serve_web_2_shares_one_port_and_replaces_a_lost_web_process(tmp_path) -
     assert replaced and not _alive(replaced[0]), "a web process was left behind"
 
 
-def test_serve_web_2_leaves_no_web_process_behind_when_killed(tmp_path) -> None:
-    """`serve` killed with -9 cannot stop its children: the extra web process notices its
-    supervisor is gone and stops, instead of holding the port."""
+def test_serve_web_2_leaves_no_process_behind_when_killed(tmp_path) -> None:
+    """`serve` killed with -9 cannot stop its children: the extra web process and the workers
+    notice their supervisor is gone and stop, and the kernel stops the embedded Redis."""
     s = Stack(tmp_path / "d", web=2).start()
     (child,) = s.child_pids("web.cli web")
     others = s.child_pids("redis-server") + s.child_pids("web.cli worker")
@@ -139,10 +139,11 @@ def test_serve_web_2_leaves_no_web_process_behind_when_killed(tmp_path) -> None:
     s.proc.wait(5)
     try:
         deadline = time.monotonic() + 5
-        while _alive(child) and time.monotonic() < deadline:
+        while any(_alive(p) for p in [child, *others]) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _alive(child), "the web process outlived its supervisor"
-    finally:  # the embedded Redis does not watch its parent: stop it (and anything left) here
+        assert len(others) == 2 and not [p for p in others if _alive(p)], "Redis or a worker outlived it"
+    finally:  # whatever is left, so that a failure leaves nothing running
         for pid in [child, *others]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

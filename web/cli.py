@@ -182,7 +182,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     embedded = None
     redis_url = settings.redis_url
     if not redis_url:
-        embedded = EmbeddedRedis(data_dir)
+        embedded = EmbeddedRedis(data_dir, stop_with_parent=True)
         redis_url = embedded.start()
     env = {**os.environ, "MARKETDESK_REDIS_URL": redis_url, "MARKETDESK_DATA_DIR": str(data_dir),
            "MARKETDESK_PARENT_PID": str(os.getpid())}
