@@ -61,16 +61,6 @@ class WorkerState:
             asyncio.create_task(self._listen_cancels()),
             *(asyncio.create_task(self._periodic(p)) for d in load_domains() for p in d.periodic),
         ]
-        parent = os.environ.get("MARKETDESK_PARENT_PID")
-        if parent:
-            self.tasks.append(asyncio.create_task(self._exit_with_parent(int(parent))))
-
-    async def _exit_with_parent(self, parent: int) -> None:
-        """Under `marketdesk serve`: stop like on SIGTERM if the supervisor vanished."""
-        while os.getppid() == parent:  # noqa: ASYNC110 - no event tells us the parent died
-            await asyncio.sleep(1)
-        log.warning("supervisor %s is gone; stopping", parent)
-        os.kill(os.getpid(), signal.SIGTERM)
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):

@@ -89,8 +89,8 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def _exit_with_parent() -> None:
-    """Under `marketdesk serve`: stop like on SIGTERM if the supervisor vanished (killed with
-    -9, it cannot stop us), instead of holding the port with no one to stop us."""
+    """Under `marketdesk serve` (a worker, an extra web process): stop like on SIGTERM if the
+    supervisor vanished (killed with -9, it cannot stop us), instead of running on unwatched."""
     parent = os.environ.get("MARKETDESK_PARENT_PID")
     if not parent:
         return
@@ -118,6 +118,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     url = _require_redis(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     logging.getLogger("arq").setLevel(logging.WARNING)
+    _exit_with_parent()
     try:
         _run_async(run_worker(settings, url, max_jobs=args.max_jobs))
     except (KeyboardInterrupt, asyncio.CancelledError):

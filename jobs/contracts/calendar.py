@@ -20,10 +20,6 @@ EPOCH = date(1990, 1, 1)
 _EPOCH_ORD = EPOCH.toordinal()
 
 
-def _closed(year: int) -> frozenset[date]:
-    return calendars.holidays_of(MARKET, year)
-
-
 def is_trading_day(day: date) -> bool:
     return calendars.is_trading_day(MARKET, day)
 

@@ -15,6 +15,7 @@ import json
 import math
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ from jobs.keys import WORKER_KEY_PREFIX
 from jobs.models import JobCount, JobTable
 from jobs.ops.models import BOUNDS, DURATION_COLUMNS, HEALTH_KIND, QUEUED_COLUMNS, HealthSample
 from jobs.ops.settings import ops_settings
+from jobs.registry import kind_names
 from jobs.status import ACTIVE_STATUSES, Status
 
 SAMPLE = HealthSample.__table__  # type: ignore[attr-defined]
@@ -303,10 +305,8 @@ async def sample_and_prune(engine: Any) -> None:
     settings = ops_settings()
     sample = await take_sample(engine)
     await prune(engine.db, sample["at"], settings.health_retention_days, settings.health_raw_hours)
-    # the operations page's topic is per window (opspage:1h, ...): tell each,
-    from jobs.registry import kind_names
-
-    # and each kind's own page (its metrics panel: opskind:<kind>)
+    # the operations page's topic is per window (opspage:1h, ...) and each kind's page has its
+    # metrics panel (opskind:<kind>): tell each
     topics = (*(f"opspage:{w}" for w in WINDOWS), *(f"opskind:{k}" for k in kind_names()))
     await engine.publish(("health", topics, {"id": sample["id"], "at": sample["at"].isoformat()}))
 
@@ -444,21 +444,40 @@ def chart_point(row: dict[str, Any], start: datetime, bucket: int) -> dict[str, 
     }
 
 
+@dataclass(frozen=True)
+class _Span:
+    """A window ending now: its length, chart bucket, first and last epoch second."""
+
+    now: datetime
+    seconds: int
+    bucket: int
+    start_epoch: int
+    end: int
+
+    @classmethod
+    def of(cls, window: str, now: datetime | None) -> _Span:
+        span, bucket = WINDOWS[window]
+        now = now or utcnow()
+        end = epoch_of(now)
+        seconds = int(span.total_seconds())
+        return cls(now, seconds, bucket, end - seconds, end)
+
+    @property
+    def start_at(self) -> datetime:
+        return datetime.fromtimestamp(self.start_epoch, self.now.tzinfo)
+
+
 async def history(db: Any, window: str, now: datetime | None = None) -> dict[str, Any]:
     """The window's chart points, summary, per-kind figures and trends against the window
     before it."""
-    span, bucket = WINDOWS[window]
-    now = now or utcnow()
-    end = epoch_of(now)
-    seconds = int(span.total_seconds())
-    start_epoch = end - seconds
-    start = now - timedelta(seconds=seconds)
-    figures = await _window_figures(db, start_epoch, end, start_epoch - seconds, bucket)
+    w = _Span.of(window, now)
+    seconds, bucket, start_at = w.seconds, w.bucket, w.start_at
+    figures = await _window_figures(db, w.start_epoch, w.end, w.start_epoch - seconds, bucket)
     summary = summarize(figures["now"], seconds)
     previous = summarize(figures["prev"], seconds)
-    start_at = datetime.fromtimestamp(start_epoch, now.tzinfo)
+    start = w.now - timedelta(seconds=seconds)
     return {
-        "window": window, "from": start.isoformat(), "to": now.isoformat(),
+        "window": window, "from": start.isoformat(), "to": w.now.isoformat(),
         "bucket_seconds": bucket,
         "points": [chart_point(r, start_at, bucket) for r in figures["points"]],
         "summary": summary, "previous": previous, "trends": trends(summary, previous),
@@ -482,20 +501,16 @@ def _kind_buckets(conn: sa.Connection, kind: str, start: int, end: int,
 async def kind_history(db: Any, kind: str, window: str, now: datetime | None = None) -> dict[str, Any]:
     """One job kind over a window: chart points per bucket (finished per minute, failed,
     duration p95, time queued p50) and the window's figures (as /operations shows per kind)."""
-    span, bucket = WINDOWS[window]
-    now = now or utcnow()
-    end = epoch_of(now)
-    seconds = int(span.total_seconds())
-    start_epoch = end - seconds
-    start_at = datetime.fromtimestamp(start_epoch, now.tzinfo)
-    buckets = await _kind_buckets(db, kind, start_epoch, end, bucket)
+    w = _Span.of(window, now)
+    seconds, bucket, start_at = w.seconds, w.bucket, w.start_at
+    buckets = await _kind_buckets(db, kind, w.start_epoch, w.end, bucket)
     points = [{"at": (start_at + timedelta(seconds=(b + 1) * bucket)).isoformat(),
                "finished": f["finished"], "failed": f["failed"],
                "per_minute": round(f["finished"] / (bucket / 60), 3),
                "p95": percentile(f["duration"], 0.95), "queued_p50": percentile(f["queued"], 0.5)}
               for b, f in buckets]
     total = merge_kinds([{kind: f} for _, f in buckets])
-    return {"kind": kind, "window": window, "from": start_at.isoformat(), "to": now.isoformat(),
+    return {"kind": kind, "window": window, "from": start_at.isoformat(), "to": w.now.isoformat(),
             "bucket_seconds": bucket, "points": points,
             "figures": kind_figures(total, seconds).get(kind)}
 

@@ -5,6 +5,8 @@ not be extended."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -45,56 +47,50 @@ class Ctx:
         await self.cancelled.wait()
 
 
-def test_the_lock_outlives_its_ttl_while_held_and_is_gone_after(redis_url: str) -> None:
-    async def go() -> None:
-        redis = redis_client(redis_url)
-        try:
-            async with symbol_lock(Ctx(redis), "SPX") as lost:
-                for _ in range(6):  # 3 × the time to live
-                    await asyncio.sleep(TTL / 2)
-                    ttl_ms = await redis.pttl(LOCK_PREFIX + "SPX")
-                    assert ttl_ms > 0, "the lock expired while its refresh still ran"
-                assert not lost.is_set()
-            assert not await redis.exists(LOCK_PREFIX + "SPX")
-        finally:
-            await redis.aclose()
-    asyncio.run(go())
+@contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[Any]:
+    redis = redis_client(url)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
 
 
-def test_a_cancelled_refresh_releases_its_lock_at_once(redis_url: str) -> None:
-    async def go() -> None:
-        redis = redis_client(redis_url)
-        held = asyncio.Event()
+async def test_the_lock_outlives_its_ttl_while_held_and_is_gone_after(redis_url: str) -> None:
+    async with connected(redis_url) as redis:
+        async with symbol_lock(Ctx(redis), "SPX") as lost:
+            for _ in range(6):  # 3 × the time to live
+                await asyncio.sleep(TTL / 2)
+                ttl_ms = await redis.pttl(LOCK_PREFIX + "SPX")
+                assert ttl_ms > 0, "the lock expired while its refresh still ran"
+            assert not lost.is_set()
+        assert not await redis.exists(LOCK_PREFIX + "SPX")
 
+
+async def test_a_cancelled_refresh_releases_its_lock_at_once(redis_url: str) -> None:
+    held = asyncio.Event()
+    async with connected(redis_url) as redis:
         async def refresh_that_runs_long() -> None:
             async with symbol_lock(Ctx(redis), "QQQ"):
                 held.set()
                 await asyncio.sleep(60)
-        try:
-            task = asyncio.create_task(refresh_that_runs_long())
-            await asyncio.wait_for(held.wait(), 5)
-            assert await redis.exists(LOCK_PREFIX + "QQQ")
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            # released, not left for its time to live: the next refresh takes it at once
-            assert not await redis.exists(LOCK_PREFIX + "QQQ")
-            async with symbol_lock(Ctx(redis), "QQQ"):
-                pass
-        finally:
-            await redis.aclose()
-    asyncio.run(go())
+
+        task = asyncio.create_task(refresh_that_runs_long())
+        await asyncio.wait_for(held.wait(), 5)
+        assert await redis.exists(LOCK_PREFIX + "QQQ")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # released, not left for its time to live: the next refresh takes it at once
+        assert not await redis.exists(LOCK_PREFIX + "QQQ")
+        async with symbol_lock(Ctx(redis), "QQQ"):
+            pass
 
 
-def test_a_lock_taken_away_is_reported_lost(redis_url: str) -> None:
-    async def go() -> None:
-        redis = redis_client(redis_url)
-        try:
-            async with symbol_lock(Ctx(redis), "AAPL") as lost:
-                await redis.delete(LOCK_PREFIX + "AAPL")  # it expired while the worker stalled
-                await asyncio.wait_for(lost.wait(), TTL)  # the next extension finds it gone
-            held_by_other = redis.lock(LOCK_PREFIX + "AAPL", timeout=10)
-            assert await held_by_other.acquire(blocking=False)
-        finally:
-            await redis.aclose()
-    asyncio.run(go())
+async def test_a_lock_taken_away_is_reported_lost(redis_url: str) -> None:
+    async with connected(redis_url) as redis:
+        async with symbol_lock(Ctx(redis), "AAPL") as lost:
+            await redis.delete(LOCK_PREFIX + "AAPL")  # it expired while the worker stalled
+            await asyncio.wait_for(lost.wait(), TTL)  # the next extension finds it gone
+        held_by_other = redis.lock(LOCK_PREFIX + "AAPL", timeout=10)
+        assert await held_by_other.acquire(blocking=False)
