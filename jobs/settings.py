@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, ge=10_000)
     # a connection that has not sent a whole request head this long after opening is closed
     header_timeout_seconds: float = Field(10.0, gt=0)
+    # a worker process runs at this nice level (0-19): where it shares CPUs with a web process,
+    # requests are answered first and jobs take the CPU they leave (under full load ~1/10 of it)
+    worker_nice: int = Field(10, ge=0, le=19)
 
     @field_validator("database_url")
     @classmethod

@@ -32,6 +32,13 @@ def test_sigterm_stops_everything_within_5_seconds(tmp_path, database) -> None:
     children = s.child_pids("web.cli worker") + s.child_pids("redis-server")
     assert len(children) == 3, children  # two workers and the embedded Redis
     assert httpx.get(f"{s.url}/healthz").json()["workers"] == 2
+    # requests first: the workers run niced (MARKETDESK_WORKER_NICE, 10), web and Redis do not
+    assert [os.getpriority(os.PRIO_PROCESS, p) for p in s.child_pids("web.cli worker")] == [10, 10]
+    assert os.getpriority(os.PRIO_PROCESS, s.proc.pid) == 0  # type: ignore[union-attr]
+    assert os.getpriority(os.PRIO_PROCESS, s.child_pids("redis-server")[0]) == 0
+    if os.path.exists("/proc/self/autogroup"):  # each leads its session: its group is niced too
+        for pid in s.child_pids("web.cli worker"):
+            assert open(f"/proc/{pid}/autogroup").read().split()[-1] == "10"
     job_id = s.submit("diagnostics.sleep", steps=100, step_seconds=0.1)
     s.wait(job_id, {"running"})
     took = s.stop()

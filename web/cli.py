@@ -111,6 +111,25 @@ def cmd_web(args: argparse.Namespace) -> None:
     _run_web(settings, _require_redis(settings), args.host, args.port, reuse_port=args.reuse_port)
 
 
+AUTOGROUP = "/proc/self/autogroup"
+
+
+def _lower_priority(nice: int) -> None:
+    """Run at ``nice`` or lower (never raises a priority set from outside): requests first, jobs
+    in the CPU they leave. With Linux's autogroup scheduling a process that leads its own session
+    (as serve's children do) is weighed against other sessions by its session's nice, not its
+    own: both are set."""
+    os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), nice))
+    try:
+        with open(AUTOGROUP) as f:  # "/autogroup-85 nice 0"
+            current = int(f.read().split()[-1])
+        if nice > current:
+            with open(AUTOGROUP, "w") as f:
+                f.write(str(nice))
+    except (OSError, ValueError):  # no autogroup scheduling here: the nice level is enough
+        pass
+
+
 def cmd_worker(args: argparse.Namespace) -> None:
     from jobs.worker import run_worker
 
@@ -119,6 +138,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     logging.getLogger("arq").setLevel(logging.WARNING)
     _exit_with_parent()
+    _lower_priority(settings.worker_nice)
     try:
         _run_async(run_worker(settings, url, max_jobs=args.max_jobs))
     except (KeyboardInterrupt, asyncio.CancelledError):

@@ -17,9 +17,11 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.plugins.htmx import ClientRedirect, HTMXRequest
 from litestar.status_codes import HTTP_202_ACCEPTED
+from markupsafe import Markup
 from redis.exceptions import RedisError
 
 from jobs import queue, store
+from jobs.caches import BoundedCache
 from jobs.engine import Engine, job_payload
 from jobs.events import Event
 from jobs.keys import WORKER_KEY_PREFIX
@@ -39,6 +41,17 @@ StatusFilter = Annotated[str | None, Parameter(schema_extra={"enum": list(ALL_ST
 MAX_OFFSET = 10_000
 OFFSET_HELP = f"at most {MAX_OFFSET:,}; page further with before=<the last id you got>"
 log = logging.getLogger("marketdesk.web")
+# A jobs page as it was answered, keyed by the view (filters, cursor, embed, fragment or page)
+# and the version of what it shows (its rows' ids, statuses and updated_at, and the total): a
+# busy list is asked for many times between two changes of its rows, and answering from here
+# skips the rows' lookups and the page's render (two thirds of a GET /jobs). Kept a second at
+# most, like an unfinished row (its running duration, the header's health badge).
+_PAGES: BoundedCache[tuple[Any, ...], str] = BoundedCache("web.jobs_pages", maxsize=256, ttl=1.0)
+# The page around the table (layout, navigation, filter form) of each view: the same for every
+# version of the rows, and most of a page's render; kept as long, with the table's place marked
+# (a marker escaping would change, so no input can put one in the page)
+_SHELLS: BoundedCache[tuple[Any, ...], str] = BoundedCache("web.jobs_shells", maxsize=256, ttl=1.0)
+_TABLE_SLOT = Markup("<!--jobs-table-->")
 
 
 # -- data for the templates -------------------------------------------------------------------
@@ -154,12 +167,17 @@ async def jobs_page(
     versions, total = await store.list_job_versions(db, kind=kind, status=status, q=q,
                                                     limit=PAGE_SIZE + 1, offset=offset,
                                                     before=before, after=after)
+    fragment = bool(request.htmx and request.htmx.target == "jobs-table")
+    key = (fragment, embed, kind, status, q, offset, before, after, total, tuple(versions))
+    if (answered := _PAGES.get(key)) is not None:
+        return Response(answered, media_type=MediaType.HTML)
     # one row more than the page says whether there is a page beyond it
     more = len(versions) > PAGE_SIZE
     versions = (versions[1:] if after else versions[:PAGE_SIZE]) if more else versions
     rows = {job_id: kept_row(job_id, status, updated, embed) for job_id, status, updated in versions}
-    for job in await store.get_jobs(db, [job_id for job_id, kept in rows.items() if kept is None]):
-        rows[job.id] = job_row(job, embed)
+    if missing := [job_id for job_id, kept in rows.items() if kept is None]:  # else no hand-off
+        for job in await store.get_jobs(db, missing):
+            rows[job.id] = job_row(job, embed)
     first_id = versions[0][0] if versions else None
     last_id = versions[-1][0] if versions else None
     newest_page = (not after and not before and not offset) or (bool(after) and not more)
@@ -170,9 +188,13 @@ async def jobs_page(
            "older": last_id if (more if not after else bool(versions)) else None,
            "kinds": kind_names(),
            "live_new": _new_rows_event(kind, status, q, 0 if newest_page else 1)}
-    if request.htmx and request.htmx.target == "jobs-table":
-        return html("dashboard/jobs_table.html", embed=embed, **ctx)
-    return page(request, "dashboard/jobs.html", **ctx)
+    answer = render("dashboard/jobs_table.html", embed=embed, **ctx)
+    if not fragment:
+        shell = _SHELLS.get_or_set((embed, kind, status, q), lambda: page(
+            request, "dashboard/jobs.html", table=_TABLE_SLOT, **ctx).content)
+        answer = shell.replace(_TABLE_SLOT, answer, 1)
+    _PAGES.set(key, answer)
+    return Response(answer, media_type=MediaType.HTML)
 
 
 @get("/jobs/{job_id:str}", name="job", media_type=MediaType.HTML,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
+from litestar.testing import TestClient
 
 from jobs.caches import BoundedCache, all_caches, cache_stats
 from web.render import job_row
@@ -120,3 +122,34 @@ def test_an_unfinished_jobs_row_is_kept_a_second_and_never_past_its_version() ->
     assert 'value="2"' in job_row(moved, embed=False)  # a new version is never served stale
     stats = next(s for s in cache_stats() if s["name"] == "web.unfinished_rows")
     assert stats["maxsize"] == 1024 and stats["ttl"] <= 1.0
+
+
+def test_a_jobs_page_is_answered_again_from_its_cache_until_one_of_its_rows_changes(
+        web: TestClient[Any]) -> None:
+    r = web.post("/api/jobs", json={"kind": "prices.download", "params": {
+        "symbols": ["MSFT"], "start_date": "2025-01-02", "end_date": "2025-01-10"}})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+
+    def pages() -> dict[str, int]:
+        return next(s for s in cache_stats() if s["name"] == "web.jobs_pages")
+
+    first = web.get("/jobs")
+    assert f'data-testid="job-row-{job_id}" data-status="pending"' in first.text
+    hits = pages()["hits"]
+    assert web.get("/jobs").text == first.text
+    assert pages()["hits"] == hits + 1  # the same rows at the same versions: answered as kept
+    # the fragment htmx asks for is kept apart from the whole page
+    table = web.get("/jobs", headers={"HX-Request": "true", "HX-Target": "jobs-table"})
+    assert table.text.startswith('<div id="jobs-table"') and "<html" not in table.text
+    assert web.post(f"/api/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+    # at once, not a second later: the row's new version is a new page
+    assert f'data-testid="job-row-{job_id}" data-status="cancelled"' in web.get("/jobs").text
+    stats = pages()
+    assert stats["maxsize"] == 256 and stats["ttl"] <= 1.0
+    # the page around the table is kept per view, and no input can take the table's place in it
+    marker = "<!--jobs-table-->"
+    r = web.get("/jobs", params={"q": marker})
+    assert r.status_code == 200
+    assert r.text.count('<div id="jobs-table"') == 1 and marker not in r.text
+    assert 'value="&lt;!--jobs-table--&gt;"' in r.text
