@@ -121,6 +121,14 @@ def test_serve_web_2_shares_one_port_and_replaces_a_lost_web_process(tmp_path) -
         # both processes run (each reports its loop lag) behind the one port
         lags = _wait_for(lambda: (lambda found: found if len(found) == 2 else None)(_web_lags(s)))
         assert lags and {int(name.rsplit(":", 1)[1]) for name in lags} == {s.proc.pid, child}, lags
+        # whichever process answers, /logs shows both web processes' lines (each logs its
+        # health at start), not only its own
+        def web_sources() -> set[str] | None:
+            lines = httpx.get(f"{s.url}/api/logs", params={"limit": 1000}).json()["lines"]
+            found = {line["source"] for line in lines if line["source"].startswith("web:")}
+            return found if len(found) == 2 else None
+        for _ in range(4):  # new connections: the port hands them to either process
+            assert _wait_for(web_sources), s.log()
         os.kill(child, signal.SIGKILL)
         # the port keeps answering on fresh connections while the lost one is replaced
         for _ in range(30):

@@ -57,6 +57,7 @@ from jobs.ops.logbuffer import (
     detach,
     installed,
     process_name,
+    ship,
 )
 from jobs.ops.settings import ops_settings
 from jobs.status import ACTIVE_STATUSES, TERMINAL_STATUSES
@@ -120,11 +121,14 @@ class Monitor:
                 "probes": len(values)}
 
     async def start(self) -> None:
-        handler = attach(self.name, self.buffer, ship=False)
+        # shipped like a worker's: with several web processes (serve --web N), each one's /logs
+        # shows the others' lines too (its own come back from the stream and are skipped)
+        handler = attach(self.name, self.buffer, ship=True)
         if handler.buffer is not None and handler.buffer is not self.buffer:
             self.buffer = handler.buffer  # a second app in this process shares the first's
         loops = ((self._probe_lag, 0), (self.check, self.settings.health_check_seconds),
-                 (self._push_lines, 0.25))
+                 (self._push_lines, 0.25),
+                 (lambda: ship(self.engine), self.settings.log_ship_seconds))
         self.tasks = [asyncio.create_task(run_forever(step, every, log, "operations monitor: "))
                       for step, every in loops]
         # the workers' lines and jobs' log lines: from the hub, which reads the stream anyway
