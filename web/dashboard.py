@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, NamedTuple
 
 from litestar import Response, Router, get, post
 from litestar.enums import MediaType
@@ -19,9 +20,11 @@ from litestar.plugins.htmx import ClientRedirect, HTMXRequest
 from litestar.status_codes import HTTP_202_ACCEPTED
 from markupsafe import Markup
 from redis.exceptions import RedisError
+from sqlalchemy import Connection
 
 from jobs import queue, store
 from jobs.caches import BoundedCache
+from jobs.db import reads
 from jobs.engine import Engine, job_payload
 from jobs.events import Event
 from jobs.keys import WORKER_KEY_PREFIX
@@ -148,6 +151,37 @@ async def overview_page(request: HTMXRequest, engine: Engine) -> Response[str]:
     return page(request, "dashboard/overview.html", **await overview_context(engine))
 
 
+class _JobsView(NamedTuple):
+    key: tuple[Any, ...]  # the view and the version of what it shows: a kept answer's key
+    answered: str | None  # the kept answer, if there is one
+    total: int
+    versions: list[tuple[str, str, datetime]]  # the page's rows' (id, status, updated_at)
+    more: bool  # a page lies beyond
+    rows: list[Markup]  # the page's rows (none when the answer is kept)
+
+
+@reads
+def _jobs_view(conn: Connection, view: tuple[Any, ...], embed: bool, **filters: Any) -> _JobsView:
+    """A jobs page's data in one read (one hand-off): its rows' versions and total, which key a
+    kept answer; unless that answer is kept, its rows, kept ones as kept and the others read
+    whole in the same transaction and rendered."""
+    # one row more than the page says whether there is a page beyond it
+    versions, total = store.list_job_versions.sync(conn, limit=PAGE_SIZE + 1, **filters)
+    key = (*view, total, tuple(versions))
+    answered = _PAGES.get(key)
+    more = len(versions) > PAGE_SIZE
+    if more:
+        versions = versions[1:] if filters.get("after") else versions[:PAGE_SIZE]
+    if answered is not None:
+        return _JobsView(key, answered, total, versions, more, [])
+    rows = {job_id: kept_row(job_id, status, updated, embed) for job_id, status, updated in versions}
+    if missing := [job_id for job_id, kept in rows.items() if kept is None]:
+        for job in store.get_jobs.sync(conn, missing):
+            rows[job.id] = job_row(job, embed)
+    return _JobsView(key, None, total, versions, more,
+                     [row for row in rows.values() if row is not None])
+
+
 @get("/jobs", name="jobs", media_type=MediaType.HTML)
 async def jobs_page(
     request: HTMXRequest,
@@ -162,26 +196,18 @@ async def jobs_page(
     """Pages go by ``before``/``after`` (the id of the last/first row seen): as fast on the
     thousandth page as on the first; ``offset`` still works for links made by hand."""
     _check_filters(kind, status)
-    db, embed = engine.db, is_embed(request)
-    # the page's versions first: finished jobs' rows are kept rendered, only the others are read
-    versions, total = await store.list_job_versions(db, kind=kind, status=status, q=q,
-                                                    limit=PAGE_SIZE + 1, offset=offset,
-                                                    before=before, after=after)
+    embed = is_embed(request)
     fragment = bool(request.htmx and request.htmx.target == "jobs-table")
-    key = (fragment, embed, kind, status, q, offset, before, after, total, tuple(versions))
-    if (answered := _PAGES.get(key)) is not None:
-        return Response(answered, media_type=MediaType.HTML)
-    # one row more than the page says whether there is a page beyond it
-    more = len(versions) > PAGE_SIZE
-    versions = (versions[1:] if after else versions[:PAGE_SIZE]) if more else versions
-    rows = {job_id: kept_row(job_id, status, updated, embed) for job_id, status, updated in versions}
-    if missing := [job_id for job_id, kept in rows.items() if kept is None]:  # else no hand-off
-        for job in await store.get_jobs(db, missing):
-            rows[job.id] = job_row(job, embed)
+    view = (fragment, embed, kind, status, q, offset, before, after)
+    found = await _jobs_view(engine.db, view, embed, kind=kind, status=status, q=q,
+                             offset=offset, before=before, after=after)
+    if found.answered is not None:
+        return Response(found.answered, media_type=MediaType.HTML)
+    versions, more, total = found.versions, found.more, found.total
     first_id = versions[0][0] if versions else None
     last_id = versions[-1][0] if versions else None
     newest_page = (not after and not before and not offset) or (bool(after) and not more)
-    ctx = {"rows": [row for row in rows.values() if row is not None], "total": total,
+    ctx = {"rows": found.rows, "total": total,
            "kind": kind or "", "capped": bool(q) and total >= store.SEARCH_COUNT_CAP,
            "status": status or "", "q": q or "", "offset": offset, "page_size": PAGE_SIZE,
            "newer": None if newest_page else first_id,
@@ -193,7 +219,7 @@ async def jobs_page(
         shell = _SHELLS.get_or_set((embed, kind, status, q), lambda: page(
             request, "dashboard/jobs.html", table=_TABLE_SLOT, **ctx).content)
         answer = shell.replace(_TABLE_SLOT, answer, 1)
-    _PAGES.set(key, answer)
+    _PAGES.set(found.key, answer)
     return Response(answer, media_type=MediaType.HTML)
 
 
