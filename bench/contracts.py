@@ -231,7 +231,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--client", choices=["raw", "wrk"], default="raw",
                         help="the API rows' load generator: raw (this process) or wrk")
-    parser.add_argument("--web", type=int, default=1, help="web processes (serve --web N)")
+    parser.add_argument("--web", type=int, default=None,
+                        help="web processes (serve --web N; default: serve's default here)")
     args = parser.parse_args()
     sigterm_as_exit()
     # this process reads the snapshot too (the in-process rows): as fresh for it as for the stack
@@ -240,6 +241,9 @@ def main() -> None:
     from jobs.contracts.settings import ContractsSettings
     from jobs.migrate import upgrade_async
     from tests.stack import Stack
+    from web.cli import default_web_processes
+
+    args.web = args.web or default_web_processes()
 
     print(f"# contracts benchmark — {args.contracts} contracts x {args.days} days")
     print(machine_line() + f", load average {os.getloadavg()[0]:.1f} at start")

@@ -36,6 +36,7 @@ from _common import (
 )
 
 from tests.stack import Stack
+from web.cli import default_web_processes
 
 BODY = {"symbols": ["AAPL"], "start_date": "2025-01-02", "end_date": "2025-01-10"}
 REQUEST_TIMEOUT = 10.0
@@ -606,7 +607,8 @@ def main() -> None:
                         help="also write the tables to this markdown file (e.g. "
                         "bench/results/request-path.md)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes draining the queue")
-    parser.add_argument("--web", type=int, default=1, help="web processes (serve --web N)")
+    parser.add_argument("--web", type=int, default=default_web_processes(),
+                        help="web processes (serve --web N; default: serve's default here)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of uncounted warm-up")
     parser.add_argument("--drain-timeout", type=float, default=90.0,
                         help="after a POST row, wait this long for the workers to drain the queue")

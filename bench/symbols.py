@@ -30,6 +30,7 @@ from jobs.prices.providers import synthetic_bar
 from jobs.symbols import store
 from jobs.symbols.refresh import window
 from tests.stack import Stack
+from web.cli import default_web_processes
 
 
 def names(n: int) -> list[str]:
@@ -119,7 +120,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="open-loop requests/s")
     parser.add_argument("--client", choices=["raw", "wrk"], default="raw",
                         help="raw: this process, closed and open loop; wrk: closed loop by wrk")
-    parser.add_argument("--web", type=int, default=1, help="web processes (serve --web N)")
+    parser.add_argument("--web", type=int, default=default_web_processes(),
+                        help="web processes (serve --web N; default: serve's default here)")
     parser.add_argument("--no-uncached", action="store_true", help="skip the built-every-time rows")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="bench-symbols-"))

@@ -107,7 +107,7 @@ class Stack:
             [sys.executable, "-m", "web.cli", "serve", *([] if self.demo else ["--no-demo"]),
              "--port", str(self.port),
              "--workers", str(self.workers), "--max-jobs", str(self.max_jobs),
-             *(["--web", str(self.web)] if self.web != 1 else [])],
+             "--web", str(self.web)],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 
 from jobs.prices.universe import WELL_KNOWN_TICKERS
-from tests.stack import ROOT, Stack, free_port
+from tests.stack import ROOT, Stack, free_port, listening_sockets
 
 
 def _alive(pid: int) -> bool:
@@ -84,6 +84,13 @@ def test_first_serve_seeds_demo_data_once(tmp_path) -> None:
     with serving(tmp_path / "demo", port) as lines:
         assert f"http://127.0.0.1:{port}/" in lines[-1]
         assert any("seeded demo data" in line for line in lines)
+        # the default: two web processes on the port where there are two cores or more
+        webs = min(2, os.cpu_count() or 1)
+        assert (f"{webs} web processes" in lines[-1]) == (webs > 1), lines[-1]
+        deadline = time.monotonic() + 15
+        while listening_sockets(port) < webs and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert listening_sockets(port) == webs
         coverage = httpx.get(f"http://127.0.0.1:{port}/api/prices/coverage").json()["coverage"]
         tickers = {c["symbol"]: c for c in coverage if c["symbol"] in WELL_KNOWN_TICKERS}
         assert len(tickers) == 20  # (the symbols board's demo adds its own, SPX and QQQ)

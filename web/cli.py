@@ -244,6 +244,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
         print("marketdesk stopped", flush=True)
 
 
+def default_web_processes() -> int:
+    """Two web processes where there are two cores or more: one loop answers on about one
+    core, and with the workers niced the second answers about twice the requests
+    (bench/results/request-path.md); more would mostly add memory and stream readers."""
+    return min(2, os.cpu_count() or 1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marketdesk", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -253,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument("--max-jobs", type=int, default=10, help="jobs at once per worker")
-    serve.add_argument("--web", type=int, default=1, metavar="N",
-                       help="web processes sharing the port (default 1; SO_REUSEPORT)")
+    serve.add_argument("--web", type=int, default=default_web_processes(), metavar="N",
+                       help="web processes sharing the port (SO_REUSEPORT; default: 2 where "
+                            "there are 2 or more cores, else 1)")
     serve.add_argument("--no-demo", action="store_true", help="do not seed demo data")
     serve.set_defaults(func=cmd_serve)
 
