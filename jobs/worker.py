@@ -10,6 +10,7 @@ import signal
 import socket
 import traceback
 import uuid
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -53,6 +54,21 @@ class WorkerState:
         self.active: dict[str, JobContext] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.redis_down = False
+        # jobs being handed back to the queue as the worker stops: close() waits for them
+        self.handing_back: set[asyncio.Task[None]] = set()
+
+    def hand_back(self, job: Job | Awaitable[Job | None]) -> asyncio.Task[None]:
+        """Requeue ``job`` (or the job a claim on its way turns out to have taken) as the worker
+        stops, in a task of its own: a second cancellation of the job's task cannot cut it short,
+        and close() waits for it before the connections go."""
+        async def requeue() -> None:
+            taken = job if isinstance(job, Job) else await job
+            if taken is not None:
+                await queue.requeue(self.engine, taken, "worker shut down")
+        task = asyncio.ensure_future(requeue())
+        self.handing_back.add(task)
+        task.add_done_callback(self.handing_back.discard)
+        return task
 
     def start(self) -> None:
         self.tasks = [
@@ -238,7 +254,17 @@ async def run_job(ctx: dict[str, Any], job_id: str, kind_name: str | None = None
         except Exception:  # the job itself will meet and report the problem
             log.exception("choosing the first status of job %s failed", job_id)
     # claim: only a pending row still waiting for this very arq job moves
-    claimed = await store.claim(engine.db, job_id, arq_id, first_status, state.worker_id, utcnow())
+    claiming = asyncio.ensure_future(
+        store.claim(engine.db, job_id, arq_id, first_status, state.worker_id, utcnow()))
+    try:
+        claimed = await asyncio.shield(claiming)
+    except asyncio.CancelledError:
+        # the worker is shutting down while the claim is on its way: the database thread
+        # finishes it whatever we do, so a job it took is handed back, not left running for a
+        # worker that is gone until its lease expires
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.shield(state.hand_back(claiming))
+        raise
     if claimed is None:
         return "skipped"
     engine.publish_soon(engine.job_event(claimed))  # its final state follows it, in order
@@ -249,8 +275,8 @@ async def run_job(ctx: dict[str, Any], job_id: str, kind_name: str | None = None
     except asyncio.CancelledError:
         # the worker is shutting down: hand the job back rather than lose it
         state.active.pop(job_id, None)
-        with contextlib.suppress(Exception):
-            await asyncio.shield(queue.requeue(engine, claimed, "worker shut down"))
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.shield(state.hand_back(claimed))
         raise
     finally:
         state.active.pop(job_id, None)
@@ -378,6 +404,9 @@ class SlotWorker(Worker):
         if not self._pool:
             return
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        state = self.ctx.get("state") if self.ctx else None
+        if state is not None:  # jobs on their way back to the queue
+            await asyncio.gather(*state.handing_back, return_exceptions=True)
         with contextlib.suppress(RedisError, OSError):  # Redis may be the reason we stop
             await self.pool.delete(self.health_check_key)
         if self.on_shutdown:

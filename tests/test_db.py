@@ -247,3 +247,47 @@ async def test_a_write_waiting_for_another_process_gets_the_lock_as_soon_as_it_i
     finally:
         holder.close()
         await db.dispose()
+
+
+async def test_a_worker_stopped_while_its_claim_is_on_the_way_hands_the_job_back(
+        redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM cancels a job task wherever it is; when that is while the claim is on its way,
+    the database thread finishes the claim anyway. The job must go back to the queue at once,
+    not stay "running" for a worker that is gone until its lease expires (30 s): a busy machine
+    and a niced worker made this the usual outcome of stopping two workers together."""
+    import signal
+
+    from jobs import queue
+    from jobs.engine import Engine
+    from jobs.migrate import upgrade_async
+    from jobs.settings import Settings
+    from jobs.worker import build_worker
+
+    settings = Settings(data_dir=tmp_path / "data", redis_url=redis_url)
+    await upgrade_async(settings.resolved_database_url)
+    engine = Engine(settings, redis_url)
+    try:
+        job_id = (await queue.submit(engine, "diagnostics.sleep", {"steps": 1, "step_seconds": 0.1})).id
+        real_claim, taken = store.claim, asyncio.Event()
+
+        async def claim_answering_late(*args: object, **kwargs: object) -> object:
+            row = await real_claim(*args, **kwargs)  # type: ignore[arg-type]
+            taken.set()
+            await asyncio.sleep(0.5)  # the answer is still on its way when the signal comes
+            return row
+
+        monkeypatch.setattr(store, "claim", claim_answering_late)
+        worker = build_worker(engine, max_jobs=1, poll_delay=0.05, handle_signals=False)
+        running = asyncio.ensure_future(worker.async_run())
+        await asyncio.wait_for(taken.wait(), 10)
+        assert (await store.get_job(engine.db, job_id)).status == "running"
+        worker.handle_sig(signal.SIGTERM)  # what SIGTERM does: cancel the job tasks and the loop
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        await worker.close()
+        job = await store.get_job(engine.db, job_id)
+        assert job.status == "pending", job
+        assert any(line["message"] == "Requeued: worker shut down"
+                   for line in await store.job_logs(engine.db, job_id))
+    finally:
+        await engine.close()

@@ -44,7 +44,7 @@ StatusFilter = Annotated[str | None, Parameter(schema_extra={"enum": list(ALL_ST
 MAX_OFFSET = 10_000
 OFFSET_HELP = f"at most {MAX_OFFSET:,}; page further with before=<the last id you got>"
 log = logging.getLogger("marketdesk.web")
-# A jobs page as it was answered, keyed by the view (filters, cursor, embed, fragment or page)
+# A jobs page as it was answered, keyed by the view (database, filters, cursor, embed, fragment)
 # and the version of what it shows (its rows' ids, statuses and updated_at, and the total): a
 # busy list is asked for many times between two changes of its rows, and answering from here
 # skips the rows' lookups and the page's render (two thirds of a GET /jobs). Kept a second at
@@ -198,7 +198,7 @@ async def jobs_page(
     _check_filters(kind, status)
     embed = is_embed(request)
     fragment = bool(request.htmx and request.htmx.target == "jobs-table")
-    view = (fragment, embed, kind, status, q, offset, before, after)
+    view = (engine.db.url, fragment, embed, kind, status, q, offset, before, after)
     found = await _jobs_view(engine.db, view, embed, kind=kind, status=status, q=q,
                              offset=offset, before=before, after=after)
     if found.answered is not None:
