@@ -60,6 +60,25 @@ def test_sigterm_stops_everything_within_5_seconds(tmp_path, database) -> None:
         assert any(line["message"] == "Requeued: worker shut down" for line in job["log"]), job["log"]
 
 
+def _lowered(autogroup_text: str, tmp_path) -> tuple[int, str]:
+    """A fresh process's nice and its (stand-in) autogroup file after ``_lower_priority(10)``."""
+    group = tmp_path / "autogroup"
+    group.write_text(autogroup_text)
+    code = ("import os, web.cli as c; c.AUTOGROUP = %r; c._lower_priority(10); "
+            "print(os.getpriority(os.PRIO_PROCESS, 0))" % str(group))
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout), group.read_text()
+
+
+def test_a_worker_niced_in_the_default_autogroup_still_starts(tmp_path) -> None:
+    # a process in the boot session's group (a worker started by hand, in a container) reads
+    # an empty autogroup file: it is niced and starts; one in its own group nices the group too
+    assert _lowered("", tmp_path) == (10, "")
+    assert _lowered("/autogroup-85 nice 0\n", tmp_path) == (10, "10")
+    assert _lowered("/autogroup-85 nice 15\n", tmp_path) == (10, "/autogroup-85 nice 15\n")
+
+
 @contextlib.contextmanager
 def serving(data_dir, port: int) -> Iterator[list[str]]:
     """`marketdesk serve` (demo included) until it says it is running; its lines so far."""

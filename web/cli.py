@@ -119,12 +119,13 @@ def _lower_priority(nice: int) -> None:
     """Run at ``nice`` or lower (never raises a priority set from outside): requests first, jobs
     in the CPU they leave. With Linux's autogroup scheduling a process that leads its own session
     (as serve's children do) is weighed against other sessions by its session's nice, not its
-    own: both are set."""
+    own: both are set. A process still in the boot session's default group (a worker started by
+    hand, or in a container) reads an empty file there and is weighed by its nice alone."""
     os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), nice))
     try:
-        with open(AUTOGROUP) as f:  # "/autogroup-85 nice 0"
-            current = int(f.read().split()[-1])
-        if nice > current:
+        with open(AUTOGROUP) as f:  # "/autogroup-85 nice 0"; empty in the default group
+            words = f.read().split()
+        if words and nice > int(words[-1]):
             with open(AUTOGROUP, "w") as f:
                 f.write(str(nice))
     except (OSError, ValueError):  # no autogroup scheduling here: the nice level is enough
