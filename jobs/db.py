@@ -19,6 +19,7 @@ import asyncio
 import functools
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -111,16 +112,49 @@ class _SQLite:
     """
 
     def __init__(self, url: str, readers: int) -> None:
-        self.writer = _sqlite_engine(url, pool_size=1, write=True)
-        self.reader = _sqlite_engine(url, pool_size=readers, write=False)
+        self.writer = _Pinned(_sqlite_engine(url, pool_size=1, write=True))
+        self.reader = _Pinned(_sqlite_engine(url, pool_size=readers, write=False))
         self.writes = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
         self.reads = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-read")
 
     def stop(self) -> None:
         self.writes.shutdown(wait=True)
         self.reads.shutdown(wait=True)
-        self.writer.dispose()
-        self.reader.dispose()
+        self.writer.close()
+        self.reader.close()
+
+
+class _Pinned:
+    """Each thread's own connection of ``engine``, kept while the thread lives: a pool
+    checkout and its reset on return cost more than the short transactions run here."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._local = threading.local()
+        self._made: list[sa.Connection] = []
+        self._lock = threading.Lock()
+
+    def connection(self) -> sa.Connection:
+        conn: sa.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._local.conn = self.engine.connect()
+            with self._lock:
+                self._made.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            made, self._made = self._made, []
+        for conn in made:
+            conn.close()
+        self.engine.dispose()
+
+
+def _in_pinned(pinned: _Pinned, fn: Callable[..., T], args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> T:
+    conn = pinned.connection()
+    with conn.begin():
+        return fn(conn, *args, **kwargs)
 
 
 def _in_transaction(engine: sa.Engine, fn: Callable[..., T], args: tuple[Any, ...],
@@ -151,7 +185,7 @@ def _sqlite_engine(url: str, *, pool_size: int, write: bool) -> sa.Engine:
         if write:
             _begin_immediate(conn.connection.driver_connection)
         else:
-            conn.exec_driver_sql("BEGIN")
+            conn.connection.driver_connection.execute("BEGIN")
 
     return engine
 
@@ -206,6 +240,8 @@ class Database:
             self._async = create_async_engine(self.url, pool_pre_ping=True, **engine_kwargs)
             self.engine = self._async.sync_engine
 
+        self._sharing: dict[tuple[Any, ...], _Sharing] = {}
+
     def _lite(self) -> _SQLite:
         """SQLite's threads and connections, made on first use (and again after dispose)."""
         if self._sqlite is None:
@@ -217,7 +253,7 @@ class Database:
         if self._async is None:
             lite = self._lite()
             return await asyncio.get_running_loop().run_in_executor(
-                lite.writes, _in_transaction, lite.writer, fn, args, kwargs)
+                lite.writes, _in_pinned, lite.writer, fn, args, kwargs)
         async with self._async.begin() as conn:
             return await conn.run_sync(fn, *args, **kwargs)
 
@@ -227,9 +263,43 @@ class Database:
         if self._async is None:
             lite = self._lite()
             return await asyncio.get_running_loop().run_in_executor(
-                lite.reads, _in_transaction, lite.reader, fn, args, kwargs)
+                lite.reads, _in_pinned, lite.reader, fn, args, kwargs)
         async with self._async.connect() as conn:
             return await conn.run_sync(fn, *args, **kwargs)
+
+    async def read_shared(self, fn: Callable[Concatenate[sa.Connection, P], T], *args: P.args,
+                          **kwargs: P.kwargs) -> T:
+        """``read`` for one that many requests make at once with the same arguments: a caller
+        that comes while such a read is on its way waits for the next one, which starts when
+        that one ends and answers every caller that came meanwhile. Each caller still gets a
+        snapshot taken after it asked (never an answer older than its call), and fifty
+        requests at once cost two hand-offs, not fifty."""
+        key = (fn, args, tuple(sorted(kwargs.items())))
+        sharing = self._sharing.get(key)
+        if sharing is None:
+            sharing = self._sharing[key] = _Sharing()
+            return await asyncio.shield(self._start_shared(key, sharing, None))
+        if sharing.following is None:
+            sharing.following = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(sharing.following)
+
+    def _start_shared(self, key: tuple[Any, ...], sharing: _Sharing,
+                      into: asyncio.Future[Any] | None) -> asyncio.Future[Any]:
+        fn, args, kwargs = key
+        task = asyncio.ensure_future(self.read(fn, *args, **dict(kwargs)))
+
+        def done(task: asyncio.Future[Any]) -> None:
+            if into is not None:
+                _copy_outcome(task, into)
+            elif not task.cancelled():
+                task.exception()  # its caller may be gone: the outcome is not lost unseen
+            following, sharing.following = sharing.following, None
+            if following is not None:
+                self._start_shared(key, sharing, following)
+            else:
+                del self._sharing[key]
+        task.add_done_callback(done)
+        return task
 
     def run_blocking(self, fn: Callable[Concatenate[sa.Connection, P], T], *args: P.args,
                      **kwargs: P.kwargs) -> T:
@@ -262,6 +332,26 @@ class Database:
             await self._async.dispose()
         else:
             self.engine.dispose()
+
+
+class _Sharing:
+    """The callers of one shared read (``Database.read_shared``) that wait for the next."""
+
+    __slots__ = ("following",)
+
+    def __init__(self) -> None:
+        self.following: asyncio.Future[Any] | None = None
+
+
+def _copy_outcome(source: asyncio.Future[Any], into: asyncio.Future[Any]) -> None:
+    if into.done():
+        return
+    if source.cancelled():
+        into.cancel()
+    elif (exc := source.exception()) is not None:
+        into.set_exception(exc)
+    else:
+        into.set_result(source.result())
 
 
 _REQUIRED = object()
@@ -348,11 +438,11 @@ class Prepared:
             cursor.close()
 
 
-def _awaitable(fn: Callable[Concatenate[sa.Connection, P], T], writes: bool
+def _awaitable(fn: Callable[Concatenate[sa.Connection, P], T], how: str
                ) -> Callable[Concatenate[Database, P], Awaitable[T]]:
     @functools.wraps(fn)
     async def run(db: Database, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await (db.run if writes else db.read)(fn, *args, **kwargs)
+        return await getattr(db, how)(fn, *args, **kwargs)
 
     run.sync = fn  # type: ignore[attr-defined]
     return run
@@ -362,14 +452,21 @@ def operation(fn: Callable[Concatenate[sa.Connection, P], T]
               ) -> Callable[Concatenate[Database, P], Awaitable[T]]:
     """``fn(conn, ...)`` becomes ``await fn(db, ...)``: one transaction, one hand-off.
     The plain function stays reachable as ``.sync``, to compose inside another operation."""
-    return _awaitable(fn, writes=True)
+    return _awaitable(fn, "run")
 
 
 def reads(fn: Callable[Concatenate[sa.Connection, P], T]
           ) -> Callable[Concatenate[Database, P], Awaitable[T]]:
     """``operation`` for one that only reads: it never takes the write lock, never waits
     behind a write of this process, and a slow one delays no other request."""
-    return _awaitable(fn, writes=False)
+    return _awaitable(fn, "read")
+
+
+def shared_reads(fn: Callable[Concatenate[sa.Connection, P], T]
+                 ) -> Callable[Concatenate[Database, P], Awaitable[T]]:
+    """``reads`` for a read the busiest requests make, with hashable arguments: callers at the
+    same time share it (``Database.read_shared``)."""
+    return _awaitable(fn, "read_shared")
 
 
 @reads

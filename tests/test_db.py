@@ -182,6 +182,57 @@ async def test_a_slow_read_never_holds_the_write_lock_nor_delays_another_process
         await web.dispose()
 
 
+def _slow_first(runs: list[int]):
+    """A read counting the jobs, the first of which holds its answer for half a second after
+    counting (on the reader thread on SQLite; on PostgreSQL on the server, not the loop)."""
+    def count(conn: sa.Connection, fail: bool = False) -> int:
+        runs.append(1)
+        n = conn.execute(sa.select(sa.func.count()).select_from(store.JOB)).scalar_one()
+        if len(runs) == 1:
+            if conn.dialect.name == "sqlite":
+                time.sleep(0.5)
+            else:
+                conn.execute(sa.text("SELECT pg_sleep(0.5)"))
+        if fail:
+            raise ValueError("the read failed")
+        return int(n)
+    return count
+
+
+async def test_requests_reading_at_once_share_a_read_begun_after_each_of_them(db: Database) -> None:
+    # the busiest pages' reads (GET /jobs, /api/symbols, /api/contracts) are shared by the
+    # requests that make them at once; none may get an answer read before it asked
+    runs: list[int] = []
+    count = _slow_first(runs)
+    first = asyncio.create_task(db.read_shared(count))
+    await asyncio.sleep(0.15)  # the first read has counted and holds its answer
+    assert await store.insert_job(db, Job(id="r" * 32, kind="diagnostics.noop"), 100) is None
+    later = await asyncio.gather(*(db.read_shared(count) for _ in range(20)))
+    assert await first == 0
+    assert later == [1] * 20  # every later caller sees the job written before it asked
+    assert len(runs) == 2  # twenty-one callers, two reads
+    assert await db.read_shared(count) == 1 and len(runs) == 3  # alone again: a read of its own
+
+
+async def test_a_shared_read_outlives_a_caller_that_gave_up_and_hands_on_its_error(
+        db: Database) -> None:
+    runs: list[int] = []
+    count = _slow_first(runs)
+    first = asyncio.create_task(db.read_shared(count))
+    await asyncio.sleep(0.15)
+    second = asyncio.create_task(db.read_shared(count))
+    await asyncio.sleep(0)
+    first.cancel()  # a request whose client went away
+    assert await second == 0 and len(runs) == 2
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    # a failure reaches every caller of that read, and the next read is made afresh
+    failing = await asyncio.gather(*(db.read_shared(count, fail=True) for _ in range(5)),
+                                   return_exceptions=True)
+    assert [str(e) for e in failing] == ["the read failed"] * 5
+    assert await db.read_shared(count) == 0
+
+
 def test_domain_reads_answer_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
     """The symbols, contracts and simulation pages and APIs only read: they must not queue for
     SQLite's write lock (once they did, through the writer thread: every GET /api/symbols took

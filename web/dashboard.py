@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 
 from jobs import queue, store
 from jobs.caches import BoundedCache
-from jobs.db import reads
+from jobs.db import shared_reads
 from jobs.engine import Engine, job_payload
 from jobs.events import Event
 from jobs.keys import WORKER_KEY_PREFIX
@@ -160,7 +160,7 @@ class _JobsView(NamedTuple):
     rows: list[Markup]  # the page's rows (none when the answer is kept)
 
 
-@reads
+@shared_reads
 def _jobs_view(conn: Connection, view: tuple[Any, ...], embed: bool, **filters: Any) -> _JobsView:
     """A jobs page's data in one read (one hand-off): its rows' versions and total, which key a
     kept answer; unless that answer is kept, its rows, kept ones as kept and the others read

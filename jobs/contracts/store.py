@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from jobs.contracts.tables import ContractCatalog, ContractScan, ContractSnapshot
-from jobs.db import Prepared, operation, reads
+from jobs.db import Prepared, operation, reads, shared_reads
 from jobs.models import Job
 from jobs.status import UNFINISHED_STATUSES
 from jobs.store import _COLUMNS, JOB, _status_in
@@ -159,7 +159,7 @@ def unfinished_job(conn: sa.Connection, dedupe_key: str) -> Job | None:
     return None
 
 
-@reads
+@shared_reads
 def snapshot_and_build(conn: sa.Connection, exchange: str, var: str, dedupe_key: str,
                        *, payload: bool = True) -> tuple[SnapshotRow | None, Job | None]:
     """The snapshot and the build under way, in one hand-off (the request path's one read)."""

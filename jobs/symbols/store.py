@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from jobs.db import Prepared, operation, reads, utcnow
+from jobs.db import Prepared, operation, reads, shared_reads, utcnow
 from jobs.models import JobTable
 from jobs.prices.models import PriceBar
 from jobs.status import UNFINISHED_STATUSES
@@ -60,7 +60,7 @@ _FINGERPRINT = Prepared(sa.select(sa.func.count(), sa.func.sum(SYMBOL.c.version)
                                   sa.func.max(SYMBOL.c.added_at)))
 
 
-@reads
+@shared_reads
 def fingerprint(conn: sa.Connection) -> tuple[Any, ...]:
     """Changes whenever a symbol is added, removed or written (every write bumps its version)."""
     return tuple(_FINGERPRINT.rows(conn)[0])
