@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from jobs.db import Prepared, UTCDateTime, operation, reads, utcnow
+from jobs.db import Prepared, UTCDateTime, operation, reads, shared_reads, utcnow
 from jobs.models import JOB_COLUMNS, Job, JobCount, JobLog, JobTable, log_line
 from jobs.status import ACTIVE_STATUSES, ALL_STATUSES, ALLOWED_FROM, Status
 
@@ -234,9 +234,10 @@ def overview(conn: sa.Connection, active_limit: int = 20, recent: int = 5) -> di
             "failures": _jobs(_FAILED.rows(conn, params)), "warned": warned}
 
 
-@reads
-def count_unfinished(conn: sa.Connection, kinds: Iterable[str] | None = None) -> int:
-    """Jobs pending or on their way (of these kinds), from the counts."""
+@shared_reads
+def count_unfinished(conn: sa.Connection, kinds: tuple[str, ...] | None = None) -> int:
+    """Jobs pending or on their way (of these kinds), from the counts: a busy check every
+    trigger makes, shared by those made at once."""
     stmt = sa.select(sa.func.sum(COUNT.c.n)).where(
         COUNT.c.status.in_([Status.PENDING.value, *_ACTIVE]))
     if kinds is not None:

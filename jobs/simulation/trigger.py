@@ -90,7 +90,7 @@ async def trigger(engine: Engine, raw: dict[str, Any]) -> Triggered:
     except ValueError as exc:
         raise _error("models", str(exc)) from None
     names = [spec.name for spec in specs]
-    if await store.count_unfinished(engine.db, kinds=[KIND]):
+    if await store.count_unfinished(engine.db, kinds=(KIND,)):
         raise SimulationBusy()
     last = {} if req.start_date else await sim_store.last_completed_days(engine.db, names)
     try:
