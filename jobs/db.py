@@ -7,10 +7,14 @@ whatever the number of statements in it:
 
 - SQLite (the default): writes on the process's one writer thread and connection, in order;
   reads on a few reader threads with connections of their own (WAL: readers never wait for
-  the writer), so no read holds the write lock or shares a transaction with a write.
+  the writer), so no read holds the write lock or shares a transaction with a write. Each
+  thread keeps its connection (a pool checkout and reset cost more than these transactions).
   (aiosqlite hands every DB-API call to its thread and back: ~16 hand-offs for one job.)
 - PostgreSQL: asyncpg through SQLAlchemy's async engine; the function runs in a greenlet
   (``AsyncConnection.run_sync``) that awaits the network without any thread.
+
+A read that many requests make at once with the same arguments (``@shared_reads``) is shared
+by those that come while one is on its way: they get the next one, begun after they asked.
 """
 
 from __future__ import annotations

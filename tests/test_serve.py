@@ -64,8 +64,8 @@ def _lowered(autogroup_text: str, tmp_path) -> tuple[int, str]:
     """A fresh process's nice and its (stand-in) autogroup file after ``_lower_priority(10)``."""
     group = tmp_path / "autogroup"
     group.write_text(autogroup_text)
-    code = ("import os, web.cli as c; c.AUTOGROUP = %r; c._lower_priority(10); "
-            "print(os.getpriority(os.PRIO_PROCESS, 0))" % str(group))
+    code = (f"import os, web.cli as c; c.AUTOGROUP = {str(group)!r}; c._lower_priority(10); "
+            "print(os.getpriority(os.PRIO_PROCESS, 0))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return int(out.stdout), group.read_text()
