@@ -215,5 +215,5 @@ async def test_pages_by_cursor_cover_every_job_once_and_totals_come_from_the_cou
     await store.transition(db, ids[1], Status.CANCELLED)
     assert (await store.list_jobs(db, kind="a.x"))[1] == 3
     assert (await store.list_jobs(db, kind="a.x", status="cancelled"))[1] == 1
-    assert await store.count_unfinished(db, kinds=["a.x"]) == 2
+    assert await store.count_unfinished(db, kinds=("a.x",)) == 2
     assert (await store.list_jobs(db, q="0"))[1] == 7 and (await store.list_jobs(db, q="03"))[1] == 1
