@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import socket
 
-from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobs.settings import Settings
@@ -132,11 +131,8 @@ def security_middleware(settings: Settings, bind_host: str | None = None):  # ty
                 return
 
             async def send_with_headers(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    h = MutableScopeHeaders.from_message(message)
-                    h["Content-Security-Policy"] = csp
-                    h["X-Content-Type-Options"] = "nosniff"
-                    h["Referrer-Policy"] = "same-origin"
+                if message["type"] == "http.response.start":  # no handler sets these itself
+                    message = {**message, "headers": [*message.get("headers", ()), *fixed]}
                 await send(message)
 
             await app(scope, receive, send_with_headers)
