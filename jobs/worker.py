@@ -355,6 +355,14 @@ class SlotWorker(Worker):
         self._slot_freed = asyncio.Event()
         self._redis_down = False
 
+    def handle_sig(self, signum: signal.Signals) -> None:
+        """arq's: cancel the job tasks and the poll loop; and first stop taking jobs (arq's own
+        switch), so that a poll loop whose cancellation got lost (one went on for three seconds
+        after SIGTERM and started a job its sibling had just handed back, which then waited a
+        lease for nobody) takes none and ends at its next iteration."""
+        self.allow_pick_jobs = False
+        super().handle_sig(signum)
+
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
         self._slot_freed.set()
@@ -381,6 +389,8 @@ class SlotWorker(Worker):
     async def _poll_iteration(self) -> None:
         """A poll that rides out a Redis outage: the jobs running here go on (their state is in
         the database), the worker waits for Redis and goes on polling, instead of ending."""
+        if not self.allow_pick_jobs:  # told to stop: whatever became of that cancellation
+            raise asyncio.CancelledError
         try:
             await self._poll_and_refill()
         except (RedisError, OSError) as exc:
@@ -459,9 +469,11 @@ def build_worker(engine: Engine, *, burst: bool = False, max_jobs: int = 10,
 
 async def run_worker(settings: Settings, redis_url: str, *, max_jobs: int = 10) -> None:
     """Run one worker until stopped, restarting it if its Redis connection drops."""
-    while True:
+    stopped = asyncio.Event()  # set by SIGTERM/SIGINT through whichever worker is current
+    while not stopped.is_set():
         engine = Engine(settings, redis_url)
         worker = build_worker(engine, max_jobs=max_jobs)
+        worker.on_stop = lambda _signal: stopped.set()
         try:
             await worker.async_run()
             return
@@ -469,7 +481,9 @@ async def run_worker(settings: Settings, redis_url: str, *, max_jobs: int = 10) 
             return
         except (RedisError, OSError) as exc:
             log.warning("worker lost Redis (%s); restarting in 1 s", exc)
-            await asyncio.sleep(1)
+            # a signal in this pause reaches the old worker's handler: it must still stop us
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), 1)
         finally:
             with contextlib.suppress(Exception):
                 await worker.close()

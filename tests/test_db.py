@@ -342,3 +342,35 @@ async def test_a_worker_stopped_while_its_claim_is_on_the_way_hands_the_job_back
                    for line in await store.job_logs(engine.db, job_id))
     finally:
         await engine.close()
+
+
+async def test_a_worker_told_to_stop_starts_no_job_even_if_its_poll_loop_runs_on(
+        redis_url: str, tmp_path: Path) -> None:
+    """Stopping two workers together: one hands its job back, and the other, whose poll loop's
+    cancellation got lost, started that job, ran it until serve killed it three seconds later,
+    and the job waited a lease (30 s) for nobody. A worker told to stop takes no job, and its
+    poll loop ends at its next iteration whatever became of the cancellation."""
+    import signal
+
+    from jobs import queue
+    from jobs.engine import Engine
+    from jobs.migrate import upgrade_async
+    from jobs.settings import Settings
+    from jobs.worker import build_worker
+
+    settings = Settings(data_dir=tmp_path / "data", redis_url=redis_url)
+    await upgrade_async(settings.resolved_database_url)
+    engine = Engine(settings, redis_url)
+    worker = build_worker(engine, max_jobs=2, poll_delay=0.05, handle_signals=False)
+    try:
+        worker._pool = engine.redis  # what main() sets before its loop
+        worker.handle_sig(signal.SIGTERM)  # no loop running: nothing of it to cancel
+        job_id = (await queue.submit(engine, "diagnostics.noop", {})).id
+        with pytest.raises(asyncio.CancelledError):
+            await worker._poll_iteration()  # the loop went on: this iteration ends it
+        assert worker.tasks == {}
+        assert (await store.get_job(engine.db, job_id)).status == "pending"
+    finally:
+        worker._pool = None
+        await engine.close()
+
