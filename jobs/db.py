@@ -161,12 +161,6 @@ def _in_pinned(pinned: _Pinned, fn: Callable[..., T], args: tuple[Any, ...],
         return fn(conn, *args, **kwargs)
 
 
-def _in_transaction(engine: sa.Engine, fn: Callable[..., T], args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> T:
-    with engine.begin() as conn:
-        return fn(conn, *args, **kwargs)
-
-
 def _sqlite_engine(url: str, *, pool_size: int, write: bool) -> sa.Engine:
     engine = sa.create_engine(url, pool_size=pool_size, max_overflow=0,
                               connect_args={"timeout": 30, "check_same_thread": False})
@@ -309,7 +303,8 @@ class Database:
                      **kwargs: P.kwargs) -> T:
         """The same from code without a running event loop (migrations)."""
         if self._async is None:
-            return _in_transaction(self.engine, fn, args, kwargs)
+            with self.engine.begin() as conn:
+                return fn(conn, *args, **kwargs)
 
         async def once() -> T:
             try:
@@ -442,11 +437,11 @@ class Prepared:
             cursor.close()
 
 
-def _awaitable(fn: Callable[Concatenate[sa.Connection, P], T], how: str
+def _awaitable(fn: Callable[Concatenate[sa.Connection, P], T], how: Callable[..., Awaitable[T]]
                ) -> Callable[Concatenate[Database, P], Awaitable[T]]:
     @functools.wraps(fn)
     async def run(db: Database, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await getattr(db, how)(fn, *args, **kwargs)
+        return await how(db, fn, *args, **kwargs)
 
     run.sync = fn  # type: ignore[attr-defined]
     return run
@@ -456,21 +451,21 @@ def operation(fn: Callable[Concatenate[sa.Connection, P], T]
               ) -> Callable[Concatenate[Database, P], Awaitable[T]]:
     """``fn(conn, ...)`` becomes ``await fn(db, ...)``: one transaction, one hand-off.
     The plain function stays reachable as ``.sync``, to compose inside another operation."""
-    return _awaitable(fn, "run")
+    return _awaitable(fn, Database.run)
 
 
 def reads(fn: Callable[Concatenate[sa.Connection, P], T]
           ) -> Callable[Concatenate[Database, P], Awaitable[T]]:
     """``operation`` for one that only reads: it never takes the write lock, never waits
     behind a write of this process, and a slow one delays no other request."""
-    return _awaitable(fn, "read")
+    return _awaitable(fn, Database.read)
 
 
 def shared_reads(fn: Callable[Concatenate[sa.Connection, P], T]
                  ) -> Callable[Concatenate[Database, P], Awaitable[T]]:
     """``reads`` for a read the busiest requests make, with hashable arguments: callers at the
     same time share it (``Database.read_shared``)."""
-    return _awaitable(fn, "read_shared")
+    return _awaitable(fn, Database.read_shared)
 
 
 @reads

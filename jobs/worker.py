@@ -388,7 +388,9 @@ class SlotWorker(Worker):
 
     async def _poll_iteration(self) -> None:
         """A poll that rides out a Redis outage: the jobs running here go on (their state is in
-        the database), the worker waits for Redis and goes on polling, instead of ending."""
+        the database), the worker waits for Redis and goes on polling, instead of ending.
+        Once the worker is told to stop (``handle_sig``) it raises CancelledError: arq's loop
+        ends only on cancellation (or in burst mode), and this one's may have been lost."""
         if not self.allow_pick_jobs:  # told to stop: whatever became of that cancellation
             raise asyncio.CancelledError
         try:
