@@ -9,6 +9,8 @@ whatever the number of statements in it:
   reads on a few reader threads with connections of their own (WAL: readers never wait for
   the writer), so no read holds the write lock or shares a transaction with a write. Each
   thread keeps its connection (a pool checkout and reset cost more than these transactions).
+  Writes asked for while the writer is busy go over together and commit together (group
+  commit): one hand-off and one take of the write lock for all of them.
   (aiosqlite hands every DB-API call to its thread and back: ~16 hand-offs for one job.)
 - PostgreSQL: asyncpg through SQLAlchemy's async engine; the function runs in a greenlet
   (``AsyncConnection.run_sync``) that awaits the network without any thread.
@@ -115,11 +117,77 @@ class _SQLite:
     request's read on a busy page.
     """
 
+    # the most writes one transaction takes: a batch holds the write lock that long, and the
+    # worker's heartbeats and claims (another process) wait for it
+    MAX_BATCH = 64
+
     def __init__(self, url: str, readers: int) -> None:
         self.writer = _Pinned(_sqlite_engine(url, pool_size=1, write=True))
         self.reader = _Pinned(_sqlite_engine(url, pool_size=readers, write=False))
         self.writes = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
         self.reads = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-read")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queued: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any],
+                                 asyncio.Future[Any]]] = []
+        self._writing = False
+
+    def write(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+              ) -> asyncio.Future[T]:
+        """``fn(conn, *args, **kwargs)`` on the writer thread; its outcome, once committed.
+
+        Group commit: writes asked for in one pass of the event loop, or while the writer is
+        busy with earlier ones, go over in one hand-off and run in one transaction. A lone
+        write waits for nothing. A batch that fails is rolled back and its writes run again
+        one by one, so an error stays with the write that raised it."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new loop (tests run several): the old one's queue died
+            self._loop, self._queued, self._writing = loop, [], False
+        future: asyncio.Future[T] = loop.create_future()
+        self._queued.append((fn, args, kwargs, future))
+        if not self._writing and len(self._queued) == 1:
+            loop.call_soon(self._hand_over, loop)
+        return future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._writing or loop is not self._loop:
+            return
+        # a caller that gave up before its write went over takes it back, as with an executor
+        batch = [call for call in self._queued[:self.MAX_BATCH] if not call[3].done()]
+        del self._queued[:self.MAX_BATCH]
+        if not batch:
+            if self._queued:
+                self._hand_over(loop)
+            return
+        try:
+            done = loop.run_in_executor(self.writes, _write_batch, self.writer,
+                                        [call[:3] for call in batch])
+        except RuntimeError as exc:  # the writer thread was shut down (the database closed)
+            for _, _, _, future in batch:
+                future.set_exception(exc)
+            return
+        self._writing = True
+        done.add_done_callback(lambda outcome: self._written(loop, batch, outcome))
+
+    def _written(self, loop: asyncio.AbstractEventLoop, batch: list[Any],
+                 outcome: asyncio.Future[list[tuple[Any, BaseException | None]]]) -> None:
+        if loop is not self._loop:
+            return
+        self._writing = False
+        if outcome.cancelled() or outcome.exception() is not None:  # the executor shut down
+            error = (outcome.exception() if not outcome.cancelled()
+                     else RuntimeError("the database is closing"))
+            results: list[tuple[Any, BaseException | None]] = [(None, error)] * len(batch)
+        else:
+            results = outcome.result()
+        for (_, _, _, future), (result, error) in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+        if self._queued:
+            self._hand_over(loop)
 
     def stop(self) -> None:
         self.writes.shutdown(wait=True)
@@ -159,6 +227,28 @@ def _in_pinned(pinned: _Pinned, fn: Callable[..., T], args: tuple[Any, ...],
     conn = pinned.connection()
     with conn.begin():
         return fn(conn, *args, **kwargs)
+
+
+def _write_batch(pinned: _Pinned, calls: list[tuple[Callable[..., Any], tuple[Any, ...],
+                                                    dict[str, Any]]]
+                 ) -> list[tuple[Any, BaseException | None]]:
+    """Run ``calls`` in one transaction; if any raises (or the commit fails), roll back and
+    run each in its own, so each gets its own outcome."""
+    conn = pinned.connection()
+    if len(calls) > 1:
+        try:
+            with conn.begin():
+                return [(fn(conn, *args, **kwargs), None) for fn, args, kwargs in calls]
+        except Exception:  # rolled back: run them one by one below to find which one raised
+            pass
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    for fn, args, kwargs in calls:
+        try:
+            with conn.begin():
+                outcomes.append((fn(conn, *args, **kwargs), None))
+        except Exception as exc:  # handed to the write's caller
+            outcomes.append((None, exc))
+    return outcomes
 
 
 def _sqlite_engine(url: str, *, pool_size: int, write: bool) -> sa.Engine:
@@ -249,9 +339,7 @@ class Database:
     async def run(self, fn: Callable[Concatenate[sa.Connection, P], T], *args: P.args,
                   **kwargs: P.kwargs) -> T:
         if self._async is None:
-            lite = self._lite()
-            return await asyncio.get_running_loop().run_in_executor(
-                lite.writes, _in_pinned, lite.writer, fn, args, kwargs)
+            return await self._lite().write(fn, args, kwargs)
         async with self._async.begin() as conn:
             return await conn.run_sync(fn, *args, **kwargs)
 

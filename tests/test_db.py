@@ -233,6 +233,65 @@ async def test_a_shared_read_outlives_a_caller_that_gave_up_and_hands_on_its_err
     assert await db.read_shared(count) == 0
 
 
+def _held_writer(db: Database) -> tuple[threading.Event, asyncio.Task[str]]:
+    """A write that holds the writer until the returned gate is set."""
+    gate = threading.Event()
+
+    def hold(conn: sa.Connection) -> str:
+        gate.wait(10)
+        return "held"
+    return gate, asyncio.create_task(db.run(hold))
+
+
+async def test_writes_asked_for_at_once_keep_their_own_outcomes(db: Database) -> None:
+    # on SQLite writes that queue behind a busy writer commit together (group commit); a write
+    # that raises must still fail alone: its rows rolled back, every other write kept
+    def insert(conn: sa.Connection, n: int, fail: bool = False) -> int:
+        store.insert_job.sync(conn, Job(id=f"{n:032d}", kind="diagnostics.noop"), 100)
+        if fail:
+            raise ValueError(f"write {n} failed")
+        return n
+
+    gate, held = _held_writer(db)
+    await asyncio.sleep(0.05)
+    writes = [asyncio.create_task(db.run(insert, n, fail=n == 3)) for n in range(8)]
+    await asyncio.sleep(0.05)
+    gate.set()
+    outcomes = await asyncio.gather(held, *writes, return_exceptions=True)
+    assert [str(o) if isinstance(o, Exception) else o for o in outcomes] == [
+        "held", 0, 1, 2, "write 3 failed", 4, 5, 6, 7]
+    kept, _ = await store.list_jobs(db, limit=50)
+    assert sorted(job.id for job in kept) == [f"{n:032d}" for n in (0, 1, 2, 4, 5, 6, 7)]
+
+
+async def test_sqlite_writes_queued_behind_a_busy_writer_commit_in_one_transaction(
+        tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'group.db'}")
+    try:
+        seen: list[sa.RootTransaction | None] = []
+
+        def note(conn: sa.Connection) -> None:
+            seen.append(conn.get_transaction())
+            conn.execute(sa.text("CREATE TABLE IF NOT EXISTS t (x INTEGER)"))
+
+        gate, held = _held_writer(db)
+        await asyncio.sleep(0.05)
+        queued = [asyncio.create_task(db.run(note)) for _ in range(20)]
+        ran: list[int] = []
+        gave_up = asyncio.create_task(db.run(lambda conn: ran.append(1)))
+        await asyncio.sleep(0.05)
+        gave_up.cancel()  # its caller went away before its write went over: it never runs
+        gate.set()
+        await asyncio.gather(held, *queued)
+        assert len(seen) == 20 and len({id(t) for t in seen}) == 1  # one commit for twenty
+        await db.run(note)  # alone again: a transaction of its own, and the queue is empty
+        assert seen[-1] is not seen[0] and ran == []
+        with pytest.raises(asyncio.CancelledError):
+            await gave_up
+    finally:
+        await db.dispose()
+
+
 def test_domain_reads_answer_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
     """The symbols, contracts and simulation pages and APIs only read: they must not queue for
     SQLite's write lock (once they did, through the writer thread: every GET /api/symbols took
