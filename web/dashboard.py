@@ -201,8 +201,10 @@ async def jobs_page(
     view = (engine.db.url, fragment, embed, kind, status, q, offset, before, after)
     found = await _jobs_view(engine.db, view, embed, kind=kind, status=status, q=q,
                              offset=offset, before=before, after=after)
-    if found.answered is not None:
-        return Response(found.answered, media_type=MediaType.HTML)
+    # requests that shared the read share the render too: the first to get here keeps it
+    answered = found.answered if found.answered is not None else _PAGES.get(found.key)
+    if answered is not None:
+        return Response(answered, media_type=MediaType.HTML)
     versions, more, total = found.versions, found.more, found.total
     first_id = versions[0][0] if versions else None
     last_id = versions[-1][0] if versions else None
