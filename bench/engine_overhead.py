@@ -81,6 +81,9 @@ def install_timers() -> StepTimer:
 
 
 class SqlCounter:
+    """Counts the statements, commits and connections of the process's SQLite writer (every
+    statement, prepared ones on the driver's cursor too: SQLite's own trace callback)."""
+
     def __init__(self, engine: Engine) -> None:
         from sqlalchemy import event
 
@@ -88,45 +91,54 @@ class SqlCounter:
         self.commits = 0
         self.connects = 0
         self.enabled = False
-        sync = engine.db.engine
+        writer = engine.db._lite().writer.engine  # before its connection is made
 
-        @event.listens_for(sync, "connect")
-        def _connect(*args: Any) -> None:
-            if self.enabled:
-                self.connects += 1
-
-        @event.listens_for(sync, "before_cursor_execute")
-        def _count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        def trace(statement: str) -> None:
             if self.enabled:
                 self.statements[statement.split(None, 1)[0].upper()] += 1
 
-        @event.listens_for(sync, "commit")
+        @event.listens_for(writer, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.set_trace_callback(trace)
+            if self.enabled:
+                self.connects += 1
+
+        @event.listens_for(writer, "commit")
         def _commit(conn: Any) -> None:
             if self.enabled:
                 self.commits += 1
 
 
 class HopCounter:
-    """Counts store operations: each is one hand-off to the database thread (SQLite)."""
+    """Counts store writes (``Database.run``) and hand-offs to the writer thread: writes
+    asked for together go over, and commit, together (group commit)."""
 
     def __init__(self) -> None:
-        from jobs.db import Database
+        from jobs import db
 
         self.count = 0
+        self.hand_offs = 0
         self.enabled = False
-        self._cls = Database
-        self._original = Database.run
-        counter, original = self, self._original
+        self._module = db
+        self._write, self._batch = db._SQLite.write, db._write_batch
+        counter, write, batch = self, self._write, self._batch
 
-        async def counted(db: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        def counted_write(lite: Any, *args: Any) -> Any:
             if counter.enabled:
                 counter.count += 1
-            return await original(db, fn, *args, **kwargs)
+            return write(lite, *args)
 
-        Database.run = counted  # type: ignore[method-assign]
+        def counted_batch(*args: Any) -> Any:
+            if counter.enabled:
+                counter.hand_offs += 1
+            return batch(*args)
+
+        db._SQLite.write = counted_write  # type: ignore[method-assign]
+        db._write_batch = counted_batch
 
     def restore(self) -> None:
-        self._cls.run = self._original  # type: ignore[method-assign]
+        self._module._SQLite.write = self._write  # type: ignore[method-assign]
+        self._module._write_batch = self._batch
 
 
 async def commandstats(redis: Any) -> Counter[str]:
@@ -198,6 +210,7 @@ async def run_ours(settings: Settings, url: str, args: argparse.Namespace, redis
         if sql and timers and hops:
             out["sql"], out["commits"] = sql.statements, sql.commits
             out["connects"], out["hops"] = sql.connects, hops.count
+            out["hand_offs"] = hops.hand_offs
             out["timers"] = (dict(timers.total), dict(timers.calls))
         counts = (await store.overview(engine.db))["counts"]
         out["completed"] = counts.get("completed", 0)
@@ -312,10 +325,11 @@ def report(ours: dict[str, Any], bare: dict[str, Any], counted: dict[str, Any],
     print(f"\n### What our worker does per job (a second, instrumented run: "
           f"{counted['completed'] / counted['wall']:.0f} jobs/s with the counters on)\n")
     sql_rows = [[f"SQL {k}", f"{v / n:.2f}"] for k, v in sorted(counted["sql"].items())]
-    sql_rows.append(["SQL COMMIT (operations asked for together share one)",
+    sql_rows.append(["SQL COMMIT (writes asked for together share one)",
                      f"{counted['commits'] / n:.2f}"])
-    sql_rows.append(["store operations (one database-thread hand-off each)",
-                     f"{counted['hops'] / n:.1f}"])
+    sql_rows.append(["store writes", f"{counted['hops'] / n:.2f}"])
+    sql_rows.append(["hand-offs to the writer thread (one per commit)",
+                     f"{counted['hand_offs'] / n:.2f}"])
     sql_rows.append(["new SQLite connections opened", f"{counted['connects'] / n:.2f}"])
     cmd_names = sorted(set(counted["cmds"]) | set(bare["cmds"]),
                        key=lambda c: -(counted["cmds"].get(c, 0) + bare["cmds"].get(c, 0)))

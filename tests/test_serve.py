@@ -184,7 +184,8 @@ def test_serve_web_2_leaves_no_process_behind_when_killed(tmp_path) -> None:
             time.sleep(0.1)
         assert not _alive(child), f"the web process outlived its supervisor; log:\n{s.log()}"
         left = [p for p in others if _alive(p)]
-        assert len(others) == 2 and not left, f"Redis or a worker ({left} of {others}) outlived it; log:\n{s.log()}"
+        assert len(others) == 2 and not left, (
+            f"Redis or a worker ({left} of {others}) outlived it; log:\n{s.log()}")
     finally:  # whatever is left, so that a failure leaves nothing running
         for pid in [child, *others]:
             with contextlib.suppress(ProcessLookupError):
