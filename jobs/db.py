@@ -27,6 +27,7 @@ import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
@@ -117,83 +118,114 @@ class _SQLite:
     request's read on a busy page.
     """
 
-    # the most writes one transaction takes: a batch holds the write lock that long, and the
-    # worker's heartbeats and claims (another process) wait for it
-    MAX_BATCH = 64
-
     def __init__(self, url: str, readers: int) -> None:
         self.writer = _Pinned(_sqlite_engine(url, pool_size=1, write=True))
         self.reader = _Pinned(_sqlite_engine(url, pool_size=readers, write=False))
         self.writes = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
         self.reads = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-read")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._queued: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any],
-                                 asyncio.Future[Any]]] = []
-        self._writing = False
+        # each event loop's writes wait in a queue of their own, all for the one writer thread
+        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteQueue] = (
+            weakref.WeakKeyDictionary())
 
     def write(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
               ) -> asyncio.Future[T]:
-        """``fn(conn, *args, **kwargs)`` on the writer thread; its outcome, once committed.
-
-        Group commit: writes asked for in one pass of the event loop, or while the writer is
-        busy with earlier ones, go over in one hand-off and run in one transaction. A lone
-        write waits for nothing. A batch that fails is rolled back and its writes run again
-        one by one, so an error stays with the write that raised it."""
+        """``fn(conn, *args, **kwargs)`` on the writer thread; its outcome, once committed."""
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new loop (tests run several): the old one's queue died
-            self._loop, self._queued, self._writing = loop, [], False
-        future: asyncio.Future[T] = loop.create_future()
-        self._queued.append((fn, args, kwargs, future))
-        if not self._writing and len(self._queued) == 1:
-            loop.call_soon(self._hand_over, loop)
-        return future
+        queue = self._queues.get(loop)
+        if queue is None:
+            queue = self._queues[loop] = _WriteQueue(self, loop)
+        return queue.add(fn, args, kwargs)
 
-    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._writing or loop is not self._loop:
-            return
-        # a caller that gave up before its write went over takes it back, as with an executor
-        batch = [call for call in self._queued[:self.MAX_BATCH] if not call[3].done()]
-        del self._queued[:self.MAX_BATCH]
-        if not batch:
-            if self._queued:
-                self._hand_over(loop)
-            return
-        try:
-            done = loop.run_in_executor(self.writes, _write_batch, self.writer,
-                                        [call[:3] for call in batch])
-        except RuntimeError as exc:  # the writer thread was shut down (the database closed)
-            for _, _, _, future in batch:
-                future.set_exception(exc)
-            return
-        self._writing = True
-        done.add_done_callback(lambda outcome: self._written(loop, batch, outcome))
-
-    def _written(self, loop: asyncio.AbstractEventLoop, batch: list[Any],
-                 outcome: asyncio.Future[list[tuple[Any, BaseException | None]]]) -> None:
-        if loop is not self._loop:
-            return
-        self._writing = False
-        if outcome.cancelled() or outcome.exception() is not None:  # the executor shut down
-            error = (outcome.exception() if not outcome.cancelled()
-                     else RuntimeError("the database is closing"))
-            results: list[tuple[Any, BaseException | None]] = [(None, error)] * len(batch)
-        else:
-            results = outcome.result()
-        for (_, _, _, future), (result, error) in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
-        if self._queued:
-            self._hand_over(loop)
+    async def drain(self) -> None:
+        """Wait until this loop's writes, those on their way and those queued, are done."""
+        queue = self._queues.get(asyncio.get_running_loop())
+        if queue is not None:
+            await queue.idle.wait()
 
     def stop(self) -> None:
         self.writes.shutdown(wait=True)
         self.reads.shutdown(wait=True)
         self.writer.close()
         self.reader.close()
+
+
+_Write = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
+
+
+class _WriteQueue:
+    """One event loop's writes for the SQLite writer thread, with group commit: writes asked
+    for in one pass of the loop, or while the writer is busy with earlier ones, go over in one
+    hand-off and run in one transaction. A batch that fails is rolled back and its writes run
+    again one by one, so an error stays with the write that raised it."""
+
+    # the most writes one transaction takes: a batch holds the write lock that long, and the
+    # worker's heartbeats and claims (another process) wait for it
+    MAX_BATCH = 64
+
+    def __init__(self, lite: _SQLite, loop: asyncio.AbstractEventLoop) -> None:
+        self.lite, self.loop = lite, loop
+        self.queued: list[_Write] = []
+        self.in_flight: list[_Write] = []
+        self.scheduled = False
+        self.idle = asyncio.Event()  # nothing queued, nothing on its way
+        self.idle.set()
+
+    def add(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+            ) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = self.loop.create_future()
+        self.queued.append((fn, args, kwargs, future))
+        self.idle.clear()
+        if not self.in_flight and not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self._hand_over)
+        return future
+
+    def _hand_over(self) -> None:
+        self.scheduled = False
+        while self.queued and not self.in_flight:
+            # a caller that gave up before its write went over takes it back, as with an executor
+            batch = [call for call in self.queued[:self.MAX_BATCH] if not call[3].done()]
+            del self.queued[:self.MAX_BATCH]
+            if not batch:
+                continue
+            try:
+                done = self.loop.run_in_executor(self.lite.writes, _write_batch, self.lite.writer,
+                                                 [call[:3] for call in batch])
+            except RuntimeError as exc:  # the writer thread was shut down (the database closed)
+                for call in batch + self.queued:
+                    _settle(call[3], None, exc)
+                self.queued.clear()
+                break
+            self.in_flight = batch
+            done.add_done_callback(self._written)
+        if not self.queued and not self.in_flight:
+            self.idle.set()
+
+    def _written(self, outcome: asyncio.Future[list[tuple[Any, BaseException | None]]]) -> None:
+        batch, self.in_flight = self.in_flight, []
+        try:
+            if outcome.cancelled() or outcome.exception() is not None:  # the executor shut down
+                error = (outcome.exception() if not outcome.cancelled()
+                         else RuntimeError("the database is closing"))
+                results: list[tuple[Any, BaseException | None]] = [(None, error)] * len(batch)
+            else:
+                results = outcome.result()
+            for call, (result, error) in zip(batch, results, strict=True):
+                _settle(call[3], result, error)
+        finally:  # whatever happened above, the writes queued behind go over
+            self._hand_over()
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+        return
+    try:
+        future.set_exception(error)
+    except TypeError:  # StopIteration cannot travel through a future
+        future.set_exception(RuntimeError(f"a database write raised {error!r}"))
 
 
 class _Pinned:
@@ -414,6 +446,7 @@ class Database:
     async def dispose(self) -> None:
         if self._sqlite is not None:
             lite, self._sqlite = self._sqlite, None
+            await lite.drain()  # writes asked for before are written, as an executor's would be
             await asyncio.to_thread(lite.stop)
         if self._async is not None:
             await self._async.dispose()

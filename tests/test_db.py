@@ -292,6 +292,66 @@ async def test_sqlite_writes_queued_behind_a_busy_writer_commit_in_one_transacti
         await db.dispose()
 
 
+async def test_writes_queued_when_the_database_closes_are_written_and_answered(
+        tmp_path: Path) -> None:
+    # a worker stopping, a web process redeployed: what was asked for before is not lost
+    url = f"sqlite:///{tmp_path / 'close.db'}"
+    db = Database(url)
+    await db.run(lambda conn: conn.execute(sa.text("CREATE TABLE t (x INTEGER)")))
+    gate, held = _held_writer(db)
+    await asyncio.sleep(0.05)
+    writes = [asyncio.create_task(db.run(lambda conn, n=n: conn.execute(
+        sa.text("INSERT INTO t VALUES (:n)"), {"n": n}).rowcount)) for n in range(150)]
+    await asyncio.sleep(0)
+    closing = asyncio.create_task(db.dispose())
+    await asyncio.sleep(0.05)
+    gate.set()
+    assert await asyncio.wait_for(asyncio.gather(held, *writes), 10) == ["held", *[1] * 150]
+    await asyncio.wait_for(closing, 10)
+    again = Database(url)
+    try:
+        assert await again.read(lambda conn: conn.execute(sa.text("SELECT count(*) FROM t"))
+                                .scalar()) == 150
+    finally:
+        await again.dispose()
+
+
+async def test_a_write_that_raises_stopiteration_fails_alone(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'stop.db'}")
+    try:
+        gate, held = _held_writer(db)
+        await asyncio.sleep(0.05)
+        odd = asyncio.create_task(db.run(lambda conn: next(iter(()))))
+        after = asyncio.create_task(db.run(lambda conn: "after"))
+        await asyncio.sleep(0.05)
+        gate.set()
+        with pytest.raises(RuntimeError, match="StopIteration"):
+            await asyncio.wait_for(odd, 5)
+        assert await asyncio.wait_for(after, 5) == "after"
+        assert await asyncio.wait_for(db.run(lambda conn: "later"), 5) == "later"
+        await held
+    finally:
+        await db.dispose()
+
+
+async def test_two_event_loops_writing_through_one_database_both_get_answers(
+        tmp_path: Path) -> None:
+    # the app's loop and a test client's portal thread may share one Database
+    db = Database(f"sqlite:///{tmp_path / 'loops.db'}")
+    try:
+        gate, held = _held_writer(db)
+        await asyncio.sleep(0.05)
+        mine = asyncio.create_task(db.run(lambda conn: "mine"))
+        other = asyncio.create_task(asyncio.to_thread(
+            asyncio.run, asyncio.wait_for(db.run(lambda conn: "other"), 5)))
+        await asyncio.sleep(0.1)
+        gate.set()
+        assert await asyncio.wait_for(asyncio.gather(held, mine, other), 10) == [
+            "held", "mine", "other"]
+    finally:
+        await db.dispose()
+
+
 def test_domain_reads_answer_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
     """The symbols, contracts and simulation pages and APIs only read: they must not queue for
     SQLite's write lock (once they did, through the writer thread: every GET /api/symbols took
