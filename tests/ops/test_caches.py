@@ -158,53 +158,44 @@ def test_a_jobs_page_is_answered_again_from_its_cache_until_one_of_its_rows_chan
 
 
 
-async def test_requests_for_a_jobs_page_at_once_share_its_read_and_its_render(
-        db_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # forty operators' pages asking while a job changes: one read and one render for them all
+
+
+def test_requests_that_shared_a_jobs_page_read_share_its_render(
+        web: TestClient[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # forty operators' pages that got one shared read (Database.read_shared, tested in
+    # test_db) of a view nobody has rendered yet, as when jobs change: rendered once for all
     import httpx
 
-    from jobs import store
-    from jobs.redis_embedded import EmbeddedRedis
-    from jobs.settings import Settings
     from tests.inprocess import BASE_URL
     from web import dashboard
-    from web.app import create_app
 
+    r = web.post("/api/prices/download", json={
+        "symbols": ["MSFT"], "start_date": "2025-01-02", "end_date": "2025-01-10"})
+    assert r.status_code == 202, r.text
     renders: list[str] = []
-    real_render = dashboard.render
+    real_render, real_view = dashboard.render, dashboard._jobs_view
 
     def counting(name: str, **ctx: Any) -> Any:
         renders.append(name)
         return real_render(name, **ctx)
-    monkeypatch.setattr(dashboard, "render", counting)
-    armed, reading, gate = threading.Event(), threading.Event(), threading.Event()
-    real_versions = store.list_job_versions.sync
+    reads: list[asyncio.Future[Any]] = []
 
-    def held_once(*args: Any, **kwargs: Any) -> Any:
-        versions = real_versions(*args, **kwargs)
-        if armed.is_set() and not reading.is_set():  # the first page's read has read: hold it
-            reading.set()
-            gate.wait(10)
-        return versions
-    monkeypatch.setattr(store.list_job_versions, "sync", held_once)
-    body = {"symbols": ["MSFT"], "start_date": "2025-01-02", "end_date": "2025-01-10"}
-    with EmbeddedRedis(tmp_path / "redis") as redis:
-        app = create_app(Settings(data_dir=tmp_path, database_url=db_url), redis.url)
-        # requests at once, in this loop (Litestar's test clients hand each to a portal in turn)
-        async with app.lifespan(), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                                     base_url=BASE_URL) as client:
-            armed.set()
-            first = asyncio.create_task(client.get("/jobs"))
-            assert await asyncio.to_thread(reading.wait, 10)  # its read is on its way, held
-            r = await client.post("/api/prices/download", json=body)
-            assert r.status_code == 202, r.text
-            job_id = r.json()["job_id"]
-            later = [asyncio.create_task(client.get("/jobs")) for _ in range(40)]
-            await asyncio.sleep(0.2)  # all forty wait for the read after the held one
-            gate.set()
-            answers = await asyncio.gather(*later)
-            assert (await first).status_code == 200
-            assert {a.status_code for a in answers} == {200}
-            assert len({a.text for a in answers}) == 1  # the same page for all of them
-            assert f'data-testid="job-row-{job_id}"' in answers[0].text
-            assert renders.count("dashboard/jobs_table.html") == 2, renders  # the first's, and theirs
+    async def one_read_for_all(*args: Any, **kwargs: Any) -> Any:
+        if not reads:
+            reads.append(asyncio.ensure_future(real_view(*args, **kwargs)))
+        return await asyncio.shield(reads[0])
+    monkeypatch.setattr(dashboard, "render", counting)
+    monkeypatch.setattr(dashboard, "_jobs_view", one_read_for_all)
+    dashboard._PAGES.clear()
+
+    async def at_once() -> list[httpx.Response]:
+        # requests at once, in the app's own loop (the test client sends one at a time)
+        transport = httpx.ASGITransport(app=web.app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            return list(await asyncio.gather(*(client.get("/jobs") for _ in range(40))))
+
+    answers = web.blocking_portal.call(at_once)
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.text for a in answers}) == 1  # the same page for all of them
+    assert f'data-testid="job-row-{r.json()["job_id"]}"' in answers[0].text
+    assert len(reads) == 1 and renders.count("dashboard/jobs_table.html") == 1, renders
