@@ -128,7 +128,7 @@ class Monitor:
             self.buffer = handler.buffer  # a second app in this process shares the first's
         loops = ((self._probe_lag, 0), (self.check, self.settings.health_check_seconds),
                  (self._push_lines, 0.25),
-                 (lambda: ship(self.engine), self.settings.log_ship_seconds))
+                 (lambda: ship(self.engine, handler), self.settings.log_ship_seconds))
         self.tasks = [asyncio.create_task(run_forever(step, every, log, "operations monitor: "))
                       for step, every in loops]
         # the workers' lines and jobs' log lines: from the hub, which reads the stream anyway

@@ -223,12 +223,14 @@ def detach() -> None:
                 other.removeFilter(f)
 
 
-async def ship(engine: Any) -> None:
-    """Send the lines this process logged since the last call through the event stream
-    (a worker's periodic). A failure drops them quietly: logging it would feed the loop."""
-    handler = installed()
-    if handler is None:  # the worker's first pass, at its start: attach it now
-        handler = attach(process_name("worker"), None, ship=True)
+async def ship(engine: Any, handler: BufferHandler | None = None) -> None:
+    """Send the lines ``handler`` (by default the process's) took since the last call through
+    the event stream (a worker's periodic; the web's monitor passes its own, so that it never
+    attaches a second one under a worker's name). A failure drops them quietly: logging it
+    would feed the loop."""
+    if handler is None:
+        # the worker's first pass, at its start: attach it now
+        handler = installed() or attach(process_name("worker"), None, ship=True)
     lines = handler.take()
     if not lines:
         return

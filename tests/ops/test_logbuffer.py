@@ -4,20 +4,33 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 import tracemalloc
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from litestar.testing import TestClient
 
 import jobs.ops.logbuffer as logbuffer
 from jobs.ops.logbuffer import LogBuffer, mask
+from jobs.ops.settings import ops_settings
 
 
 @pytest.fixture
 def clean_root() -> Iterator[None]:
+    """A root logger without the buffer's handler; afterwards the root as it was (the session's
+    in-process web app, if one runs, keeps its handler for the tests after)."""
+    root = logging.getLogger()
+    before = {h: list(h.filters) for h in root.handlers}
     logbuffer.detach()
     yield
     importlib.import_module("jobs.ops.logbuffer").detach()
+    for handler in [h for h in root.handlers if h not in before]:
+        root.removeHandler(handler)
+    for handler, filters in before.items():
+        root.addHandler(handler)
+        handler.filters[:] = filters
 
 
 @pytest.mark.parametrize(("line", "secret"), [
@@ -104,6 +117,15 @@ def test_the_handler_survives_a_module_reload_without_duplicating(clean_root: No
 def test_the_module_attaches_nothing_on_import(clean_root: None) -> None:
     importlib.reload(logbuffer)
     assert logbuffer.installed() is None
+
+
+def test_a_web_process_shipping_its_lines_never_attaches_a_workers_handler(
+        web: TestClient[Any], clean_root: None) -> None:
+    assert web.get("/logs").status_code == 200  # the app, its monitor and its shipping run
+    shipping = ops_settings().log_ship_seconds
+    time.sleep(shipping * 3)
+    found = logbuffer.installed()
+    assert found is None, f"the web's shipping attached {found.source!r}"
 
 
 def test_filters_by_level_job_logger_and_since() -> None:
