@@ -15,6 +15,7 @@ from litestar.static_files import create_static_files_router
 
 from jobs.domain import check_all_settings, warm_up_all
 from jobs.engine import Engine
+from jobs.ops.logbuffer import installed
 from jobs.settings import Settings, get_settings
 from web.common import DEPENDENCIES, EXCEPTION_HANDLERS, AppRequest
 from web.events import Hub, events_stream
@@ -75,8 +76,10 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None,
         middleware=[m for s in slices for m in s.middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(title="marketdesk", version="0.1.0", path="/schema"),
-        # exceptions are logged by web.common.internal_error: the unexpected ones only
-        logging_config=LoggingConfig(log_exceptions="never"),
+        # exceptions are logged by web.common.internal_error: the unexpected ones only. The
+        # root logger is set up once a process: a second app (tests, tools embedding one)
+        # would otherwise replace the first's handlers, its log capture with them
+        logging_config=LoggingConfig(log_exceptions="never", configure_root_logger=installed() is None),
     )
     # around the whole application, not its routes: unknown paths and methods get the Host
     # check and the security headers too

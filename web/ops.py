@@ -55,7 +55,6 @@ from jobs.ops.logbuffer import (
     LogBuffer,
     attach,
     detach,
-    installed,
     process_name,
     ship,
 )
@@ -107,6 +106,7 @@ class Monitor:
                                      "workers": []}
         self.tasks: list[asyncio.Task[None]] = []
         self.pushed_seq = 0
+        self.owns_handler = False
 
     @property
     def engine(self) -> Engine:
@@ -124,7 +124,8 @@ class Monitor:
         # shipped like a worker's: with several web processes (serve --web N), each one's /logs
         # shows the others' lines too (its own come back from the stream and are skipped)
         handler = attach(self.name, self.buffer, ship=True)
-        if handler.buffer is not None and handler.buffer is not self.buffer:
+        self.owns_handler = handler.buffer is self.buffer
+        if handler.buffer is not None and not self.owns_handler:
             self.buffer = handler.buffer  # a second app in this process shares the first's
         loops = ((self._probe_lag, 0), (self.check, self.settings.health_check_seconds),
                  (self._push_lines, 0.25),
@@ -145,8 +146,7 @@ class Monitor:
                 await task
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.engine.redis.delete(health.LAG_KEY_PREFIX + self.name), 1)
-        handler = installed()
-        if handler is not None and handler.buffer is self.buffer:
+        if self.owns_handler:  # a second app's end leaves the first's capture attached
             detach()
 
     async def _probe_lag(self) -> None:
@@ -225,27 +225,32 @@ class Monitor:
                              "source": "job"})
 
 
-MONITOR: Monitor | None = None
+# The running apps' monitors, the newest last. One app runs in a web process; tests may start a
+# second one, whose end must leave the first's monitor (and its log capture) as they were.
+_MONITORS: list[Monitor] = []
+_STARTING = {"status": "amber", "reasons": ["starting"]}
 
 
 def monitor() -> Monitor:
-    if MONITOR is None:
+    if not _MONITORS:
         raise RuntimeError("the operations monitor is not running (the app's lifespan starts it)")
-    return MONITOR
+    return _MONITORS[-1]
+
+
+def _live() -> dict[str, Any]:
+    return _MONITORS[-1].live if _MONITORS else _STARTING
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Litestar) -> AsyncIterator[None]:
-    global MONITOR
     mon = Monitor(app)
-    MONITOR = mon
+    _MONITORS.append(mon)
     await mon.start()
     try:
         yield
     finally:
         await mon.stop()
-        if MONITOR is mon:
-            MONITOR = None
+        _MONITORS.remove(mon)
 
 
 # -- HTTP metrics -----------------------------------------------------------------------------
@@ -572,8 +577,7 @@ def _badge_html(status: str, reasons: tuple[str, ...]) -> str:
 
 
 async def _badge(engine: Engine, topic: str, event: Event | None) -> list[Message]:
-    return [("ops-badge", render_badge(MONITOR.live if MONITOR else {"status": "amber",
-                                                                     "reasons": ["starting"]}))]
+    return [("ops-badge", render_badge(_live()))]
 
 
 async def _no_state(engine: Engine, topic: str, event: Event | None) -> list[Message]:
@@ -657,8 +661,7 @@ _register_function_caches()
 ENV.filters["fig"] = _fmt
 ENV.globals["kind_metrics"] = kind_metrics
 ENV.globals["kind_topics"] = kind_topics
-ENV.globals["ops_badge"] = lambda: Markup(render_badge(
-    MONITOR.live if MONITOR else {"status": "amber", "reasons": ["starting"]}))
+ENV.globals["ops_badge"] = lambda: Markup(render_badge(_live()))
 
 router = Router(path="/", route_handlers=[
     operations_page, logs_page, api_health, api_health_history, api_logs, metrics, kind_fragment,

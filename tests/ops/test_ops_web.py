@@ -215,3 +215,19 @@ def test_a_kinds_metrics_fragment_sums_its_samples(tmp_path) -> None:
         assert missing.status_code == 404 and "prices.download" in missing.text
         long = client.get("/operations/kinds/" + "x" * 5000)
         assert long.status_code == 404 and len(long.content) < 600  # what was sent, cut short
+
+
+def test_a_second_app_in_the_process_leaves_the_first_ones_monitor_and_log_capture(
+        web: TestClient[Any], tmp_path) -> None:
+    """Tests (and tools embedding the app) may run a second app in one process: its end must
+    not stop the first's health, metrics or log capture."""
+    from tests.inprocess import app_client
+
+    with app_client(tmp_path) as other:
+        assert other.get("/api/health").status_code in (200, 503)
+    logging.getLogger("marketdesk.test.ops").warning("after the second app ended")
+    r = web.get("/api/logs", params={"logger": "marketdesk.test.ops"})
+    assert r.status_code == 200, r.text
+    assert "after the second app ended" in [line["message"] for line in r.json()["lines"]]
+    assert web.get("/api/health").status_code in (200, 503)
+    assert web.get("/metrics").status_code == 200
