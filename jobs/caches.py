@@ -55,11 +55,12 @@ class BoundedCache(Generic[K, V]):
         self.misses = 0
         register(self)
 
-    def get(self, key: K, default: Any = None) -> V | Any:
+    def get(self, key: K, default: Any = None, *, again: bool = False) -> V | Any:
+        """``again``: a second look for the same answer (a miss is counted once, at the first)."""
         with self._lock:
             value = self._data.get(key, _MISSING)
             if value is _MISSING:
-                self.misses += 1
+                self.misses += not again
                 return default
             self.hits += 1
             return value

@@ -149,7 +149,8 @@ class _SQLite:
         self.reader.close()
 
 
-_Write = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
+_Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]  # fn(conn, *args, **kwargs)
+_Write = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]  # + its answer
 
 
 class _WriteQueue:
@@ -261,9 +262,7 @@ def _in_pinned(pinned: _Pinned, fn: Callable[..., T], args: tuple[Any, ...],
         return fn(conn, *args, **kwargs)
 
 
-def _write_batch(pinned: _Pinned, calls: list[tuple[Callable[..., Any], tuple[Any, ...],
-                                                    dict[str, Any]]]
-                 ) -> list[tuple[Any, BaseException | None]]:
+def _write_batch(pinned: _Pinned, calls: list[_Call]) -> list[tuple[Any, BaseException | None]]:
     """Run ``calls`` in one transaction; if any raises (or the commit fails), roll back and
     run each in its own, so each gets its own outcome."""
     conn = pinned.connection()
@@ -276,8 +275,7 @@ def _write_batch(pinned: _Pinned, calls: list[tuple[Callable[..., Any], tuple[An
     outcomes: list[tuple[Any, BaseException | None]] = []
     for fn, args, kwargs in calls:
         try:
-            with conn.begin():
-                outcomes.append((fn(conn, *args, **kwargs), None))
+            outcomes.append((_in_pinned(pinned, fn, args, kwargs), None))
         except Exception as exc:  # handed to the write's caller
             outcomes.append((None, exc))
     return outcomes

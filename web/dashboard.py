@@ -202,7 +202,7 @@ async def jobs_page(
     found = await _jobs_view(engine.db, view, embed, kind=kind, status=status, q=q,
                              offset=offset, before=before, after=after)
     # requests that shared the read share the render too: the first to get here keeps it
-    answered = found.answered if found.answered is not None else _PAGES.get(found.key)
+    answered = found.answered if found.answered is not None else _PAGES.get(found.key, again=True)
     if answered is not None:
         return Response(answered, media_type=MediaType.HTML)
     versions, more, total = found.versions, found.more, found.total

@@ -135,8 +135,10 @@ def test_a_jobs_page_is_answered_again_from_its_cache_until_one_of_its_rows_chan
     def pages() -> dict[str, int]:
         return next(s for s in cache_stats() if s["name"] == "web.jobs_pages")
 
+    misses = pages()["misses"]
     first = web.get("/jobs")
     assert f'data-testid="job-row-{job_id}" data-status="pending"' in first.text
+    assert pages()["misses"] == misses + 1  # one page rendered, one miss on /operations
     hits = pages()["hits"]
     assert web.get("/jobs").text == first.text
     assert pages()["hits"] == hits + 1  # the same rows at the same versions: answered as kept
@@ -154,10 +156,6 @@ def test_a_jobs_page_is_answered_again_from_its_cache_until_one_of_its_rows_chan
     assert r.status_code == 200
     assert r.text.count('<div id="jobs-table"') == 1 and marker not in r.text
     assert 'value="&lt;!--jobs-table--&gt;"' in r.text
-
-
-
-
 
 
 def test_requests_that_shared_a_jobs_page_read_share_its_render(
