@@ -60,8 +60,9 @@ class Result:
     # with --client wrk: wrk's own request count and percentiles (it keeps no list of latencies)
     count: int | None = None
     cells: list[str] | None = None
-    # the web processes' event-loop lag over the minute before the row ended: (p99, max) ms
-    lag: tuple[float, float] | None = None
+    # the web processes' event-loop lag over the minute before the row ended: (p99, max) ms,
+    # and the same less the time the loop's thread waited for a CPU (None where not known)
+    lag: tuple[float, float, float | None, float | None] | None = None
 
     @property
     def requests(self) -> int:
@@ -315,9 +316,10 @@ async def load_wrk(stack: Stack, name: str, method: str, path: str, body: bytes 
     return result
 
 
-def loop_lag(stack: Stack) -> tuple[float, float] | None:
-    """The worst web process's event-loop lag (p99, max in ms) as the operations monitor last
-    reported it to Redis (each monitor probes every 0.1 s and keeps a minute of probes)."""
+def loop_lag(stack: Stack) -> tuple[float, float, float | None, float | None] | None:
+    """The worst web process's event-loop lag (p99, max in ms; then the same less the time the
+    loop's thread waited for a CPU) as the operations monitor last reported it to Redis (each
+    monitor probes every 0.1 s and keeps a minute of probes)."""
     import redis
 
     from jobs.ops.health import LAG_KEY_PREFIX
@@ -332,7 +334,10 @@ def loop_lag(stack: Stack) -> tuple[float, float] | None:
     stats = [s for s in stats if s.get("max_ms") is not None]
     if not stats:
         return None
-    return max(s["p99_ms"] for s in stats), max(s["max_ms"] for s in stats)
+    own = [s for s in stats if s.get("own_max_ms") is not None]
+    return (max(s["p99_ms"] for s in stats), max(s["max_ms"] for s in stats),
+            max((s["own_p99_ms"] for s in own), default=None),
+            max((s["own_max_ms"] for s in own), default=None))
 
 
 def pending_count(stack: Stack) -> int:
@@ -544,13 +549,15 @@ def report(results: list[Result], args: argparse.Namespace, stack: Stack, outcom
         n429 = r.statuses.get(429, 0)
         row = [r.name, r.client, r.requests, f"{r.requests / r.duration:.0f}",
                *(r.cells or latency_cells(r.latencies)), ok, n4xx, n429, r.errors,
-               f"{r.lag[0]:.0f} / {r.lag[1]:.0f}" if r.lag else "—"]
+               f"{r.lag[0]:.0f} / {r.lag[1]:.0f}" if r.lag else "—",
+               f"{r.lag[2]:.0f} / {r.lag[3]:.0f}" if r.lag and r.lag[3] is not None else "—"]
         if during:
             row += [f"{r.pending[0]:,} → {r.pending[1]:,}" if r.pending else "—",
                     f"{r.finished:,}" if r.finished is not None else "—"]
         rows.append(row)
     headers = ["endpoint", "client", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
-               "2xx", "4xx", "429", "errors", "loop lag p99 / max ms"]
+               "2xx", "4xx", "429", "errors", "loop lag p99 / max ms",
+               "own lag p99 / max ms"]
     if during:
         headers += ["pending start → end", "jobs finished in the row"]
     out.append(md_table(headers, rows))
@@ -576,7 +583,10 @@ def report(results: list[Result], args: argparse.Namespace, stack: Stack, outcom
             out.append(f"\n### py-spy of the web process: {r.name} ({r.client})\n\n```\n{r.profile}\n```")
     out.append("\nloop lag: the worst web process's event-loop lag over the minute before the row "
                "ended (probes every 0.1 s; the operations monitor's own figure), so a row's "
-               "reading can include the end of the row before it.")
+               "reading can include the end of the row before it. Own lag: the same probes less "
+               "the time the loop's thread waited, runnable, for a CPU (Linux's schedstat): what "
+               "the loop's own callbacks and any blocking call in one caused, not the other "
+               "processes on the two cores.")
     out.append("\ntarget: p99 < 50 ms. In a closed loop, Little's law ties latency to throughput: "
                "mean latency = clients / (req/s).")
     return "\n".join(out) + "\n"

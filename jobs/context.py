@@ -70,7 +70,8 @@ class JobContext:
     async def sleep(self, seconds: float) -> None:
         """Sleep, waking at once (with JobCancelled) if the job is cancelled."""
         try:
-            await asyncio.wait_for(self._cancel_async.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._cancel_async.wait()
         except TimeoutError:
             return
         raise JobCancelled()

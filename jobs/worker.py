@@ -80,7 +80,8 @@ class WorkerState:
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.engine.bus.flush(), 2)
+            async with asyncio.timeout(2):
+                await self.engine.bus.flush()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -444,7 +445,8 @@ class SlotWorker(Worker):
                     return  # arq's own poll loop takes it from here, without sleeping
                 self._slot_freed.clear()
                 try:
-                    await asyncio.wait_for(self._slot_freed.wait(), left)
+                    async with asyncio.timeout(left):
+                        await self._slot_freed.wait()
                 except TimeoutError:
                     return
             await super()._poll_iteration()
@@ -485,7 +487,8 @@ async def run_worker(settings: Settings, redis_url: str, *, max_jobs: int = 10) 
             log.warning("worker lost Redis (%s); restarting in 1 s", exc)
             # a signal in this pause reaches the old worker's handler: it must still stop us
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopped.wait(), 1)
+                async with asyncio.timeout(1):
+                    await stopped.wait()
         finally:
             with contextlib.suppress(Exception):
                 await worker.close()

@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None,
             # `marketdesk serve` from stopping its workers and Redis): each step gets 3 s
             for what, closing in (("the event hub", hub.stop), ("the engine", engine.close)):
                 try:
-                    await asyncio.wait_for(closing(), 3)
+                    async with asyncio.timeout(3):
+                        await closing()
                 except TimeoutError:
                     log.warning("closing %s took longer than 3 s; going on without it", what)
 

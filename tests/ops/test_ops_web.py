@@ -231,3 +231,58 @@ def test_a_second_app_in_the_process_leaves_the_first_ones_monitor_and_log_captu
     assert "after the second app ended" in [line["message"] for line in r.json()["lines"]]
     assert web.get("/api/health").status_code in (200, 503)
     assert web.get("/metrics").status_code == 200
+
+
+def test_the_loop_lag_tells_a_blocked_loop_from_one_waiting_for_a_cpu(web: TestClient[Any]) -> None:
+    """A blocking call in the loop is the loop's own lag; time its thread spent waiting for a
+    CPU (other processes on a busy machine) is lag, but not its own."""
+    import time
+
+    from web import ops as web_ops
+
+    mon = web_ops.monitor()
+    assert mon.cpu_waited is not None and mon.cpu_waited() is not None  # Linux says
+
+    def probes(n: int) -> None:
+        mon.lags.clear()
+        mon.own_lags.clear()
+        deadline = time.monotonic() + 5
+        while len(mon.own_lags) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def lag_after(block: Any) -> dict[str, Any]:
+        probes(1)  # a whole probe with the reader as it is now: the next began with it too
+        mon.lags.clear()
+        mon.own_lags.clear()
+        web.blocking_portal.call(block)  # in the app's loop, while a probe sleeps
+        probes_seen = time.monotonic() + 5
+        while len(mon.own_lags) < 2 and time.monotonic() < probes_seen:
+            time.sleep(0.02)
+        return mon.lag_stats()
+
+    async def blocking_call() -> None:
+        time.sleep(0.4)  # noqa: ASYNC251 - the blocking call the monitor must see
+    # 0.4 s of block less at most the 0.1 s the probe had still to sleep
+    stats = lag_after(blocking_call)
+    assert stats["max_ms"] >= 280 and stats["own_max_ms"] >= 280, stats
+
+    real, waited = mon.cpu_waited, [0.0]
+    mon.cpu_waited = lambda: waited[0]
+
+    async def starved() -> None:  # as the kernel would tell it: the 400 ms went waiting for a CPU
+        time.sleep(0.4)  # noqa: ASYNC251
+        waited[0] += 400.0
+    try:
+        stats = lag_after(starved)
+    finally:
+        mon.cpu_waited = real
+    assert stats["max_ms"] >= 280 and stats["own_max_ms"] < 100, stats
+    # the health check after the probes above (every second) carries the figures
+    deadline = time.monotonic() + 5
+    while (mon.live.get("event_loop_lag", {}).get(mon.name, {}).get("own_max_ms") is None
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
+    lag = web.get("/api/health").json()["event_loop_lag"]
+    assert all({"own_max_ms", "own_p99_ms"} <= set(figures) for figures in lag.values()), lag
+    panel = web.get("/operations")
+    assert 'data-testid="own-lag"' in panel.text
