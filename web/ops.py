@@ -176,23 +176,18 @@ class Monitor:
             detach()
 
     async def _probe_lag(self) -> None:
-        """Sleep a tenth of a second, ten times; how late each wake-up came is the loop's lag.
-        Then tell the health sampler (through Redis, with an expiry) this process's figures."""
+        """One probe: sleep a tenth of a second; how late the wake-up came is the loop's lag.
+        The next probe begins in the same pass of the loop (``run_forever`` with no pause), so
+        a stall anywhere falls in one."""
         loop = asyncio.get_running_loop()
         if self.cpu_waited is None:
             self.cpu_waited = _cpu_waits()
-        for _ in range(10):
-            began, waited = loop.time(), self.cpu_waited()
-            await asyncio.sleep(self.LAG_EVERY)
-            lag = max(0.0, (loop.time() - began - self.LAG_EVERY) * 1000)
-            self.lags.append(lag)
-            if waited is not None and (now := self.cpu_waited()) is not None and now >= waited:
-                self.own_lags.append(max(0.0, lag - (now - waited)))
-        stats = {**self.lag_stats(), "at": utcnow().isoformat()}
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
-            async with asyncio.timeout(1):
-                await self.engine.redis.set(health.LAG_KEY_PREFIX + self.name, json.dumps(stats),
-                                            px=10_000)
+        began, waited = loop.time(), self.cpu_waited()
+        await asyncio.sleep(self.LAG_EVERY)
+        lag = max(0.0, (loop.time() - began - self.LAG_EVERY) * 1000)
+        self.lags.append(lag)
+        if waited is not None and (now := self.cpu_waited()) is not None and now >= waited:
+            self.own_lags.append(max(0.0, lag - (now - waited)))
 
     async def check(self) -> dict[str, Any]:
         """Check the database and Redis now; push the badge if the status changed."""
@@ -205,6 +200,12 @@ class Monitor:
                 async with asyncio.timeout(1.0):
                     workers = await health.workers_alive(engine.redis)
         lag = self.lag_stats()
+        if redis_ok:  # this process's figures for the health sampler, with an expiry
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(1):
+                    await engine.redis.set(
+                        health.LAG_KEY_PREFIX + self.name, json.dumps({**lag, "at": utcnow().isoformat()}),
+                        px=int(max(10.0, 3 * self.settings.health_check_seconds) * 1000))
         reasons = []
         if not db_ok:
             reasons.append(f"database down ({db_error})")

@@ -35,7 +35,7 @@ SAMPLE = HealthSample.__table__  # type: ignore[attr-defined]
 JOB = JobTable.__table__  # type: ignore[attr-defined]
 COUNT = JobCount.__table__  # type: ignore[attr-defined]
 
-# each web process's event-loop lag, written every second by its monitor (web/ops.py)
+# each web process's event-loop lag, written at each health check by its monitor (web/ops.py)
 LAG_KEY_PREFIX = "marketdesk:ops:lag:"
 WINDOWS: dict[str, tuple[timedelta, int]] = {  # window -> (span, chart bucket in seconds)
     "1h": (timedelta(hours=1), 60),
