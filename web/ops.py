@@ -195,12 +195,12 @@ class Monitor:
         db_ok, db_ms, db_error = await health._timed(engine.db.ping(), 2.0)
         redis_ok, redis_ms, redis_error = await health._timed(engine.redis.ping(), 1.0)
         workers: list[str] = []
+        lag = self.lag_stats()
         if redis_ok:
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(1.0):
                     workers = await health.workers_alive(engine.redis)
-        lag = self.lag_stats()
-        if redis_ok:  # this process's figures for the health sampler, with an expiry
+            # this process's lag for the health sampler, with an expiry
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(1):
                     await engine.redis.set(
