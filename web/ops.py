@@ -164,11 +164,12 @@ class Monitor:
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self.app.state.hub.taps.remove(self.take)
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # cancelled again until they have ended: a cancel can still be lost in a library's
+        # code (Python 3.11's wait_for dropped one and the app's shutdown hung for good)
+        while pending := [task for task in self.tasks if not task.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.5)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1):
                 await self.engine.redis.delete(health.LAG_KEY_PREFIX + self.name)
