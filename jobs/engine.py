@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -36,6 +36,21 @@ async def run_forever(step: Callable[[], Awaitable[Any]], every: float, log: log
             continue
         if every:
             await asyncio.sleep(every)
+
+
+async def cancel_until_done(tasks: Iterable[asyncio.Task[Any] | None], again_every: float = 0.5) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling those still running again
+    every ``again_every`` seconds: a cancel can be lost inside a library's code (Python 3.11's
+    ``wait_for`` dropped one and an app's shutdown hung for good), and a stop must end."""
+    every = {task for task in tasks if task is not None}
+    pending = every
+    while pending := {task for task in pending if not task.done()}:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=again_every)
+    for task in every:  # an error a task ended with is its own to log; retrieved, not re-raised
+        if not task.cancelled():
+            task.exception()
 
 
 def redis_client(url: str, *, socket_timeout: float | None = 10.0) -> ArqRedis:

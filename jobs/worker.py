@@ -24,7 +24,7 @@ from jobs import queue, store
 from jobs.context import JobCancelled, JobContext, JobFailed
 from jobs.db import utcnow
 from jobs.domain import Periodic, load_domains, warm_up_all
-from jobs.engine import Engine, redis_client, run_forever
+from jobs.engine import Engine, cancel_until_done, redis_client, run_forever
 from jobs.keys import ARQ_FUNCTION, CANCEL_CHANNEL, PERIODIC_KEY_PREFIX, WORKER_KEY_PREFIX
 from jobs.models import Job
 from jobs.redact import redact
@@ -82,11 +82,7 @@ class WorkerState:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2):
                 await self.engine.bus.flush()
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_until_done(self.tasks)
         with contextlib.suppress(RedisError, OSError):
             await self.engine.redis.delete(WORKER_KEY_PREFIX + self.worker_id)
 

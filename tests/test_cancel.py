@@ -7,12 +7,13 @@ ruff bans ``asyncio.wait_for`` in ``jobs/`` and ``web/`` (pyproject's TID251).""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from jobs.engine import run_forever
+from jobs.engine import cancel_until_done, run_forever
 from jobs.ops import health
 
 
@@ -64,3 +65,33 @@ async def test_the_race_above_loses_the_cancel_through_wait_for_on_python_3_11()
     task = await cancel_as_it_completes(with_wait_for)
     lost = task.done() and not task.cancelled()
     assert lost == (sys.version_info < (3, 12))
+
+
+async def test_a_stop_ends_tasks_that_swallow_a_cancel_and_leaves_their_errors_retrieved(
+        caplog: Any) -> None:
+    """Whatever a library loses, a stop ends: the web's monitor, its event hub and the worker all
+    stop through ``cancel_until_done``, which cancels what is still running again."""
+    swallowed = 0
+
+    async def swallows_first_cancel() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                swallowed += 1
+                if swallowed > 1:
+                    raise
+
+    async def fails() -> None:
+        raise RuntimeError("boom")
+
+    tasks = [asyncio.ensure_future(swallows_first_cancel()), asyncio.ensure_future(fails()), None]
+    await asyncio.sleep(0)
+    async with asyncio.timeout(3):
+        await cancel_until_done(tasks, again_every=0.05)
+    assert swallowed == 2 and tasks[0].cancelled()
+    assert isinstance(tasks[1].exception(), RuntimeError)
+    del tasks
+    gc.collect()
+    assert "exception was never retrieved" not in caplog.text

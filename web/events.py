@@ -26,7 +26,7 @@ from litestar.exceptions import ServiceUnavailableException, ValidationException
 from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from jobs.engine import Engine, redis_client
+from jobs.engine import Engine, cancel_until_done, redis_client
 from jobs.events import Event, latest_id, oldest_id, read_after
 from jobs.keys import EVENT_STREAM
 from jobs.status import UNFINISHED_STATUSES
@@ -145,14 +145,8 @@ class Hub:
         self.shutdown.set()
         for client in self.clients:
             client.offer(CLOSE)
-        tasks = [self._task, *self._coalesce_tasks, *(task for _, task in self._lanes.values())]
-        for task in tasks:
-            if task is not None:
-                task.cancel()
-        for task in tasks:
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await cancel_until_done([self._task, *self._coalesce_tasks,
+                                 *(task for _, task in self._lanes.values())])
         await self._redis.aclose()
 
     def subscribe(self, topics: frozenset[str], as_json: bool = False, embed: bool = False) -> Client:

@@ -46,7 +46,7 @@ from sse_starlette import ServerSentEvent
 
 from jobs.caches import FunctionCache, cache_stats
 from jobs.db import as_utc, reads, utcnow
-from jobs.engine import Engine, run_forever
+from jobs.engine import Engine, cancel_until_done, run_forever
 from jobs.events import Event
 from jobs.models import JobCount
 from jobs.ops import health
@@ -164,12 +164,7 @@ class Monitor:
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self.app.state.hub.taps.remove(self.take)
-        # cancelled again until they have ended: a cancel can still be lost in a library's
-        # code (Python 3.11's wait_for dropped one and the app's shutdown hung for good)
-        while pending := [task for task in self.tasks if not task.done()]:
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=0.5)
+        await cancel_until_done(self.tasks)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1):
                 await self.engine.redis.delete(health.LAG_KEY_PREFIX + self.name)
@@ -280,12 +275,12 @@ def _live() -> dict[str, Any]:
 async def lifespan(app: Litestar) -> AsyncIterator[None]:
     mon = Monitor(app)
     _MONITORS.append(mon)
-    await mon.start()
     try:
+        await mon.start()
         yield
     finally:
+        _MONITORS.remove(mon)  # first: a stop cut short must not leave a dead monitor in use
         await mon.stop()
-        _MONITORS.remove(mon)
 
 
 # -- HTTP metrics -----------------------------------------------------------------------------

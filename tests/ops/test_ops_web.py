@@ -243,21 +243,18 @@ def test_the_loop_lag_tells_a_blocked_loop_from_one_waiting_for_a_cpu(web: TestC
     mon = web_ops.monitor()
     assert mon.cpu_waited is not None and mon.cpu_waited() is not None  # Linux says
 
-    def probes(n: int) -> None:
+    def probes(n: int, after: Any = None) -> None:
         mon.lags.clear()
         mon.own_lags.clear()
+        if after is not None:
+            web.blocking_portal.call(after)  # in the app's loop, while a probe sleeps
         deadline = time.monotonic() + 5
         while len(mon.own_lags) < n and time.monotonic() < deadline:
             time.sleep(0.02)
 
     def lag_after(block: Any) -> dict[str, Any]:
         probes(1)  # a whole probe with the reader as it is now: the next began with it too
-        mon.lags.clear()
-        mon.own_lags.clear()
-        web.blocking_portal.call(block)  # in the app's loop, while a probe sleeps
-        probes_seen = time.monotonic() + 5
-        while len(mon.own_lags) < 2 and time.monotonic() < probes_seen:
-            time.sleep(0.02)
+        probes(2, after=block)
         return mon.lag_stats()
 
     async def blocking_call() -> None:
