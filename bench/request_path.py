@@ -266,7 +266,7 @@ end
 
 async def load_wrk(stack: Stack, name: str, method: str, path: str, body: bytes | None,
                    ok: set[int], clients: int, duration: float, warmup: float,
-                   meter: CpuMeter | None, threads: int = 2) -> Result:
+                   meter: CpuMeter | None, threads: int = 2, accept_encoding: str = "") -> Result:
     """One row driven by wrk (C, epoll): 2 threads, ``clients`` keep-alive connections, closed
     loop. Its CPU is read from this process's reaped children (wrk is the only one reaped)."""
     import resource
@@ -277,7 +277,8 @@ async def load_wrk(stack: Stack, name: str, method: str, path: str, body: bytes 
         raise SystemExit("--client wrk needs wrk on PATH (apt-get install wrk)")
     script = stack.data_dir / "bench.lua"
     script.write_text(WRK_SCRIPT)
-    env = {**os.environ, "BENCH_METHOD": method, "BENCH_BODY": (body or b"").decode()}
+    env = {**os.environ, "BENCH_METHOD": method, "BENCH_BODY": (body or b"").decode(),
+           "BENCH_ACCEPT_ENCODING": accept_encoding}
     url = f"{stack.url}{path}"
 
     async def run_wrk(seconds: float) -> str:

@@ -91,11 +91,14 @@ async def get_load(stack: Stack, clients: int, duration: float, warmup: float,
 def get_rows(stack: Stack, args: argparse.Namespace, label: str) -> list[list[object]]:
     procs = stack_processes(stack.proc.pid)  # type: ignore[union-attr]
     rows: list[list[object]] = []
-    loads = [("wrk", None)] if args.client == "wrk" else [("raw", None), ("raw", args.rate)]
-    for client, rate in loads:
+    # wrk: as a script sends (identity), then as a browser, httpx or requests does (gzip)
+    loads = ([("wrk", None, "identity"), ("wrk", None, "gzip")] if args.client == "wrk"
+             else [("raw", None, "identity"), ("raw", args.rate, "identity")])
+    for client, rate, encoding in loads:
         if client == "wrk":
             load = run(load_wrk(stack, "GET /api/symbols", "GET", "/api/symbols", None, {200},
-                                args.clients, args.duration, args.warmup, CpuMeter(procs)))
+                                args.clients, args.duration, args.warmup, CpuMeter(procs),
+                                accept_encoding=encoding))
         else:
             load = run(get_load(stack, args.clients, args.duration, args.warmup, CpuMeter(procs),
                                 rate))
@@ -103,7 +106,7 @@ def get_rows(stack: Stack, args: argparse.Namespace, label: str) -> list[list[ob
         web_cpu = sum(v for k, v in load.cpu.items()
                       if k == "web (serve)" or k.startswith("marketdesk web"))
         rows.append([label, ("closed loop" if rate is None else f"open loop {rate:g}/s")
-                     + f" ({client}, {args.web} web)", ok,
+                     + f" ({client}, {args.web} web, {encoding})", ok,
                      load.errors, f"{ok / load.duration:.0f}",
                      *(load.cells or latency_cells(load.latencies)), f"{web_cpu:.1f}"])
         if load.error_samples:

@@ -40,6 +40,7 @@ from jobs.engine import Engine, job_payload
 from jobs.events import Event
 from jobs.registry import ParamsError
 from web.common import errors, html, is_embed, json_response, page
+from web.encoded import json_answer
 from web.render import render
 from web.slice import Message, NavEntry, Region, WebSlice
 
@@ -187,8 +188,9 @@ async def days_fragment(request: HTMXRequest, engine: Engine, symbol: str) -> Re
 @get("/api/contracts", name="api-contracts", responses={200: json_response(
     "The snapshot (contracts, summary) with its age and build job; while none is built yet: "
     "ok false, error contracts_snapshot_building")})
-async def api_contracts(engine: Engine, exchange: str | None = None, var: str | None = None,
-                        mode: str = "cache", refresh: str | None = None) -> Response[Any]:
+async def api_contracts(request: HTMXRequest, engine: Engine, exchange: str | None = None,
+                        var: str | None = None, mode: str = "cache", refresh: str | None = None
+                        ) -> Response[Any]:
     """The snapshot of an (exchange, var). mode=cache (default): at once, from the stored
     snapshot (a build is enqueued when it is missing or stale); refresh=1 also enqueues a
     build that refreshes the catalog live. mode=compute builds inline (debugging only)."""
@@ -203,7 +205,7 @@ async def api_contracts(engine: Engine, exchange: str | None = None, var: str | 
                          "snapshot_job": {"enqueued": False, "job_id": None, "status": None}},
                         media_type=MediaType.JSON)
     found = await service.answer(engine, exchange, var, refresh=wants_refresh)
-    return Response(await found.to_json(engine), media_type=MediaType.JSON)
+    return await json_answer(request, *await found.parts(engine))
 
 
 @post("/api/contracts/build", name="api-contracts-build", status_code=HTTP_202_ACCEPTED,

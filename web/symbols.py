@@ -48,6 +48,7 @@ from jobs.symbols.refresh import (
 from jobs.symbols.settings import symbols_settings
 from jobs.symbols.staleness import calculate_staleness, next_change, relative, threshold_hours
 from web.common import FORM_ERRORS, errors, html, is_embed, json_response, page
+from web.encoded import json_answer
 from web.render import render
 from web.slice import Message, NavEntry, Region, WebSlice
 
@@ -318,10 +319,10 @@ async def _list_body(engine: Engine) -> bytes:
 # the body is encoded ahead (and kept): the document says what it holds
 @get("/api/symbols", name="api-symbols",
      responses={200: json_response("Every tracked symbol", SymbolList)})
-async def api_symbols(engine: Engine) -> Response[bytes]:
+async def api_symbols(request: HTMXRequest, engine: Engine) -> Response[bytes]:
     """Every tracked symbol with its staleness as of now:
     {symbols: [...], count, staleness_threshold_hours}."""
-    return Response(await _list_body(engine), media_type=MediaType.JSON)
+    return await json_answer(request, await _list_body(engine))
 
 
 @get("/api/symbols/{symbol:str}", name="api-symbol", responses=errors(404, meaning=NO_SYMBOL))

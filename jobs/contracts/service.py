@@ -35,42 +35,47 @@ class Answer:
         return self.row is not None and self.row.built_at is not None
 
     def head(self) -> dict[str, Any]:
-        """The fields the answer adds to the stored snapshot."""
+        """The fields the answer adds to the stored snapshot (after its own)."""
         row = self.row
         return {"cache_stale": self.stale, "snapshot_age_s": self.age_s, "snapshot_job": self.job,
                 "last_refresh_error": row.last_error if row else None,
                 "last_refresh_error_at": row.last_error_at.isoformat() if row and row.last_error_at else None}
 
-    async def to_json(self, engine: Engine) -> bytes:
-        """The API's answer: the stored payload as it is (read once per snapshot and process),
-        with the head's fields in front."""
+    async def parts(self, engine: Engine) -> tuple[bytes, bytes]:
+        """The API's answer as (front, end): the front is the stored payload as it is, read and
+        kept once per snapshot and process (the same bytes object each time), open for the
+        head's fields, which make the end."""
         head = json.dumps(self.head()).encode()
         if self.row is not None and self.row.built_at is not None:
-            body = await payload_bytes(engine, self.exchange, self.var, self.row)
-            if body is not None:
-                return head[:-1] + b", " + body[1:]
+            front = await payload_front(engine, self.exchange, self.var, self.row)
+            if front is not None:
+                return front, head[1:]
         return json.dumps({"ok": False, "error": "contracts_snapshot_building",
-                           "exchange": self.exchange, "var": self.var, **self.head()}).encode()
+                           "exchange": self.exchange, "var": self.var, **self.head()}).encode(), b""
+
+    async def to_json(self, engine: Engine) -> bytes:
+        return b"".join(await self.parts(engine))
 
 
-# the stored payloads this process has read, per (exchange, var) and build time: a snapshot
-# never changes once written, so the request path reads only its small columns
+# the stored payloads this process has read, per (exchange, var) and build time, without their
+# closing brace: a snapshot never changes once written, so the request path reads only its
+# small columns
 _PAYLOADS: LRUCache[tuple[str, str, str], bytes] = LRUCache(maxsize=64)
 
 
-async def payload_bytes(engine: Engine, exchange: str, var: str, row: cstore.SnapshotRow) -> bytes | None:
+async def payload_front(engine: Engine, exchange: str, var: str, row: cstore.SnapshotRow) -> bytes | None:
     assert row.built_at is not None
     key = (exchange, var, row.built_at.isoformat())
-    body = _PAYLOADS.get(key)
-    if body is None:
+    front = _PAYLOADS.get(key)
+    if front is None:
         text = row.payload
         if text is None:
             full = await cstore.snapshot(engine.db, exchange, var)
             if full is None or full.built_at != row.built_at or full.payload is None:
                 return None  # replaced meanwhile: the caller's row is the older one
             text = full.payload
-        body = _PAYLOADS[key] = text.encode()
-    return body
+        front = _PAYLOADS[key] = text.rstrip().removesuffix("}").encode() + b", "
+    return front
 
 
 def age_of(built_at: datetime | None, now: datetime) -> float | None:

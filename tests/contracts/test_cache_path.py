@@ -88,6 +88,11 @@ async def test_a_fresh_snapshot_touches_neither_catalog_nor_lake_nor_scanner(
                 assert body["ok"] is True and body["cache_stale"] is False
                 assert body["snapshot_job"] == {"enqueued": False, "job_id": None, "status": None}
                 assert len(body["contracts"]) > 20
+                assert r.headers["content-encoding"] == "gzip"  # httpx, like a browser, accepts it
+            plain = await client.get("/api/contracts", params=Q, headers={"Accept-Encoding": "identity"})
+            assert "content-encoding" not in plain.headers
+            assert plain.json()["contracts"] == body["contracts"]
+            assert plain.content.endswith(b"}") and b'"snapshot_job": {' in plain.content[-400:]
             page = await client.get("/contracts", params=Q)
             assert page.status_code == 200 and 'data-testid="row-SHFE.cu' in page.text
             assert calls == []
