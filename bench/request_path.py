@@ -237,6 +237,8 @@ function setup(thread) table.insert(threads, thread) end
 function init(args)
   statuses = {}
   wrk.method = os.getenv("BENCH_METHOD")
+  local encoding = os.getenv("BENCH_ACCEPT_ENCODING")
+  if encoding ~= nil and encoding ~= "" then wrk.headers["Accept-Encoding"] = encoding end
   local body = os.getenv("BENCH_BODY")
   if body ~= nil and body ~= "" then
     wrk.body = body
