@@ -501,10 +501,12 @@ class Prepared:
             else:
                 binds = [(name, _REQUIRED if compiled.binds[name].required
                           else compiled.binds[name].effective_value,
-                          compiled.binds[name].type.bind_processor(dialect))
+                          compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
                          for name in compiled.positiontup or ()]
                 results = [(i, process) for i, c in enumerate(self.stmt.exported_columns)
-                           if (process := c.type.result_processor(dialect, None)) is not None]
+                           # the dialect's own type: a generic Date has no processor, SQLite's does
+                           if (process := c.type.dialect_impl(dialect).result_processor(dialect, None))
+                           is not None]
                 self._sqlite = (str(compiled), binds, results)
             self._compiled_for = dialect
         return self._sqlite

@@ -35,6 +35,21 @@ async def test_prepared_statements_read_and_write_what_sqlalchemy_would(db: Data
     assert ours[0][4].tzinfo is not None  # aware UTC, like every timestamp we hand out
 
 
+async def test_a_prepared_statement_converts_generic_types_as_the_dialect_does(db: Database) -> None:
+    """A plain ``sa.Date`` has no converter of its own: SQLite's DATE type does (text to date).
+    A prepared read must use the dialect's, or it hands back strings where SQLAlchemy gives dates."""
+    from jobs.contracts import store as cstore
+
+    day = datetime(2026, 1, 5, tzinfo=UTC).date()
+    scan = cstore.Scan("SHFE.cu2601", 1, 1, day, day, b"\x01", ("2026-01-06",))
+    await cstore.save_scans(db, "v-prepared", [scan], [], datetime.now(UTC))
+    select = sa.select(cstore.SCAN.c.first_date, cstore.SCAN.c.no_data).where(
+        cstore.SCAN.c.lake_version == sa.bindparam("version"))
+    ours = await db.run(lambda conn: Prepared(select).rows(conn, {"version": "v-prepared"}))
+    theirs = await db.run(lambda conn: [tuple(r) for r in conn.execute(select, {"version": "v-prepared"})])
+    assert ours == theirs == [(day, ["2026-01-06"])]
+
+
 async def test_a_prepared_statement_refuses_a_missing_parameter(db: Database) -> None:
     prepared = Prepared(sa.update(store.JOB).where(store.JOB.c.id == sa.bindparam("job_id"))
                         .values(phase=sa.bindparam("phase")))
