@@ -59,10 +59,11 @@ class Contract:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Contract:
-        def day(value: Any) -> date | None:
-            return None if value in (None, "") else date.fromisoformat(str(value))
+        return cls(str(raw["symbol"]), _day(raw.get("open_date")), _day(raw.get("expiry")))
 
-        return cls(str(raw["symbol"]), day(raw.get("open_date")), day(raw.get("expiry")))
+
+def _day(value: Any) -> date | None:
+    return None if value is None or value == "" else date.fromisoformat(str(value))
 
 
 @dataclass(frozen=True)

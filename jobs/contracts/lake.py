@@ -62,7 +62,7 @@ def read_no_data(path: Path) -> tuple[str, ...]:
     return tuple(d.isoformat() for d in sorted(days))
 
 
-def scan_symbol(path: Path, symbol: str, mtime_ns: int) -> Scan:
+def scan_symbol(path: str | Path, symbol: str, mtime_ns: int) -> Scan:
     """List one symbol folder: its date folders (valid names only) and no-data days."""
     offsets: list[int] = []
     no_data: tuple[str, ...] = ()
@@ -104,12 +104,13 @@ def _stat_and_scan(root: Path, symbols: list[str], cached: dict[str, Scan],
         raise LakeError(f"the lake folder {root} does not exist or is not a folder "
                         "(MARKETDESK_LAKE_DIR / MARKETDESK_LAKE_VERSION)")
     out = LakeScan({}, 0, [], [])
+    base = str(symbol_dir(root, ""))  # joined as text: pathlib's join cost 10 µs a symbol, 2× the stat
     for i, symbol in enumerate(symbols):
         if i % 50 == 0:
             if cancelled():
                 raise JobCancelled()
             progress(i)
-        path = symbol_dir(root, symbol)
+        path = base + symbol
         try:
             mtime = os.stat(path).st_mtime_ns  # before listing: a change during it shows next time
         except FileNotFoundError:
