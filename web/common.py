@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, Response
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException, ValidationException
@@ -23,6 +22,7 @@ from litestar.status_codes import (
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
+from litestar.types import Scope
 
 from jobs.engine import Engine
 from jobs.queue import JobBusy, JobConflict, JobNotFound, QueueFull, QueueUnavailable
@@ -100,8 +100,9 @@ class AppRequest(HTMXRequest):
 MAX_DEPTH = 32  # nesting any request of ours needs is a handful of levels
 
 
-def _engine(state: State) -> Engine:
-    return state.engine  # type: ignore[no-any-return]
+def _engine(scope: Scope) -> Engine:
+    # from the scope, not ``state: State``: Litestar would build a State object per request
+    return scope["litestar_app"].state.engine  # type: ignore[no-any-return]
 
 
 # every handler that names an ``engine: Engine`` parameter gets the process's engine

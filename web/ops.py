@@ -168,8 +168,14 @@ class Monitor:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1):
                 await self.engine.redis.delete(health.LAG_KEY_PREFIX + self.name)
-        if self.owns_handler:  # a second app's end leaves the first's capture attached
-            detach()
+        if self.owns_handler:
+            # the capture stays while any other app of this process runs (they share it): the
+            # last one to end takes it away, whichever began first
+            sharing = [m for m in _MONITORS if m.buffer is self.buffer and m is not self]
+            if sharing:
+                sharing[0].owns_handler = True
+            else:
+                detach()
 
     async def _probe_lag(self) -> None:
         """One probe: sleep a tenth of a second; how late the wake-up came is the loop's lag.

@@ -3,6 +3,7 @@ badge, bad input, and timezone-aware times in every payload."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from datetime import datetime
@@ -231,6 +232,23 @@ def test_a_second_app_in_the_process_leaves_the_first_ones_monitor_and_log_captu
     assert "after the second app ended" in [line["message"] for line in r.json()["lines"]]
     assert web.get("/api/health").status_code in (200, 503)
     assert web.get("/metrics").status_code == 200
+
+
+def test_an_app_that_began_first_and_ended_first_leaves_the_later_ones_log_capture(tmp_path) -> None:
+    """The app that attached the log capture is not always the last to end (a module's app
+    started before the session's, in tests; a tool's first panel closed before its second)."""
+    from tests.inprocess import app_client
+
+    with contextlib.ExitStack() as later:
+        with contextlib.ExitStack() as earlier:
+            first = earlier.enter_context(app_client(tmp_path / "first"))
+            second = later.enter_context(app_client(tmp_path / "second"))
+            assert first.get("/api/health").status_code in (200, 503)
+        # the first has ended; the second runs on
+        logging.getLogger("marketdesk.test.ops").warning("after the first app ended")
+        r = second.get("/api/logs", params={"logger": "marketdesk.test.ops"})
+        assert r.status_code == 200, r.text
+        assert "after the first app ended" in [line["message"] for line in r.json()["lines"]]
 
 
 def test_the_loop_lag_tells_a_blocked_loop_from_one_waiting_for_a_cpu(web: TestClient[Any]) -> None:
