@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cachetools import LRUCache
 from litestar.testing import TestClient
 
+from jobs.caches import BoundedCache
 from tests.inprocess import app_client
 from web import encoded
 from web.encoded import accepts_gzip, deflate_front, gzip_of
@@ -58,7 +58,7 @@ def answers_gzipped_once_per_body(web: TestClient[Any], monkeypatch: pytest.Monk
         return deflate_front(front)
     monkeypatch.setattr(encoded, "deflate_front", counted)
     # kept by content: an equal body another test answered (on the other database) would hit
-    monkeypatch.setattr(encoded, "_DEFLATED", LRUCache(maxsize=32))
+    monkeypatch.setattr(encoded, "_DEFLATED", BoundedCache("test.deflated", maxsize=32, ttl=60.0))
     for i in range(12):
         assert web.post("/api/symbols", json={"symbol": f"ENC{i}"}).status_code == 201
 

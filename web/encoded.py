@@ -18,9 +18,10 @@ import asyncio
 import struct
 import zlib
 
-from cachetools import LRUCache
 from litestar import Request, Response
 from litestar.enums import MediaType
+
+from jobs.caches import BoundedCache
 
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
 SMALL = 1024  # bytes: below this the answer goes as it is (gzip's overhead would eat the gain)
@@ -29,8 +30,9 @@ MAX_ACCEPT = 1024  # characters of Accept-Encoding looked at
 VARY = {"Vary": "Accept-Encoding"}
 
 # front -> (its raw deflate, full-flushed; its CRC-32). Keyed by the bytes themselves: a front
-# kept by its owner is the same object each time, whose hash Python computes once.
-_DEFLATED: LRUCache[bytes, tuple[bytes, int]] = LRUCache(maxsize=32)
+# kept by its owner is the same object each time, whose hash Python computes once. An entry
+# never goes wrong (same bytes, same deflate); the age limit only lets memory go.
+_DEFLATED: BoundedCache[bytes, tuple[bytes, int]] = BoundedCache("web.deflated", maxsize=32, ttl=3600.0)
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
@@ -75,17 +77,16 @@ def gzip_of(front: bytes, deflated: tuple[bytes, int], end: bytes) -> bytes:
     return b"".join((GZIP_HEADER, body, *blocks, struct.pack("<II", zlib.crc32(end, crc), size)))
 
 
-async def json_answer(request: Request, front: bytes, end: bytes = b"", status_code: int = 200
-                      ) -> Response[bytes]:
+async def json_answer(request: Request, front: bytes, end: bytes = b"") -> Response[bytes]:
     """``front + end`` as a JSON answer, gzip-compressed when the client accepts it."""
     if len(front) + len(end) < SMALL or not accepts_gzip(request.headers.get("accept-encoding")):
-        return Response(front + end, status_code=status_code, media_type=MediaType.JSON, headers=VARY)
+        return Response(front + end, media_type=MediaType.JSON, headers=VARY)
     deflated = _DEFLATED.get(front)
     if deflated is None:
         if len(front) >= IN_THREAD:
             deflated = await asyncio.to_thread(deflate_front, front)
         else:
             deflated = deflate_front(front)
-        _DEFLATED[front] = deflated
-    return Response(gzip_of(front, deflated, end), status_code=status_code, media_type=MediaType.JSON,
+        _DEFLATED.set(front, deflated)
+    return Response(gzip_of(front, deflated, end), media_type=MediaType.JSON,
                     headers={**VARY, "Content-Encoding": "gzip"})
